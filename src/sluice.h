@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+/* sluice: core types shared by the daemon's modules (config, services, flows). */
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <sysexits.h>
+
+/* Exit codes of DESIGN.md; EX_* come from <sysexits.h>. */
+#define EXIT_OK		0
+#define EXIT_FAIL	1
+/* EX_USAGE 64, EX_UNAVAILABLE 69, EX_NOPERM 77, EX_CONFIG 78 */
+
+#define SLUICE_DEFAULT_CONFIG	SYSCONFDIR "/sluice/sluice.yaml"
+#define SLUICE_DEFAULT_STATEDIR	"/run/sluice"
+#define SLUICE_CTL_SOCKET	"sluice.sock"
+#define SLUICE_PID_FILE		"sluice.pid"
+
+/* Everything sluice puts in the kernel carries one of these tags. */
+#define SLUICE_RTPROT		83	/* route and rule protocol ("S") */
+#define SLUICE_RULE_PRIO	9100	/* policy rule priority */
+
+#define PROTO_TCP	0x1
+#define PROTO_UDP	0x2
+
+/* ---- addresses (src/addr.c): pure parsing and formatting ---- */
+
+/* An address with a prefix length; family AF_INET or AF_INET6. */
+struct cidr {
+	int		family;
+	uint8_t		addr[16];	/* network byte order, v4 in first 4 */
+	uint8_t		prefixlen;
+};
+
+struct port_range {
+	uint16_t	lo, hi;		/* inclusive */
+};
+
+/* "1.2.3.4:80", "[fd00::1]:80"; port 0 allowed iff allow_zero. */
+int	addr_parse_endpoint(const char *, struct sockaddr_storage *,
+	    socklen_t *, int allow_zero, const char **why);
+/* "10.0.0.0/8", "fd00::/64", "10.1.2.3" (host prefix). */
+int	addr_parse_cidr(const char *, struct cidr *, const char **why);
+/* "80", "8000-8100" */
+int	addr_parse_port_range(const char *, struct port_range *,
+	    const char **why);
+/* A DNS hostname or "*.suffix"; lowercases into out (>= 256 bytes). */
+int	addr_parse_hostname(const char *, char *out, int *wildcard,
+	    const char **why);
+int	cidr_contains(const struct cidr *, const struct sockaddr *);
+void	cidr_from_sockaddr(struct cidr *, const struct sockaddr *);
+/* Writes "1.2.3.4:80" or "[::1]:80"; returns buf. */
+#define ADDR_STRLEN	(INET6_ADDRSTRLEN + 8)
+const char *addr_str(const struct sockaddr *, char *buf, size_t len);
+const char *cidr_str(const struct cidr *, char *buf, size_t len);
+socklen_t addr_len(const struct sockaddr *);
+uint16_t addr_port(const struct sockaddr *);
+
+/* ---- configuration (src/conf.c) ---- */
+
+enum nf_backend_kind { NF_BACKEND_AUTO, NF_BACKEND_NFTABLES,
+	NF_BACKEND_IPTABLES };
+enum fwd_kind { FWD_NONE, FWD_DIRECT, FWD_ORIGINAL, FWD_TUNNEL };
+enum dns_hostnames { DNS_HOSTNAMES_POOL, DNS_HOSTNAMES_REAL };
+enum dns_unknown { DNS_UNKNOWN_REFUSED, DNS_UNKNOWN_NXDOMAIN };
+
+/* One entry of a service's intercept.addresses. */
+struct svc_addr {
+	int		is_name;	/* hostname (or wildcard) vs. CIDR */
+	int		wildcard;	/* "*.suffix": name holds "suffix" */
+	char		name[256];	/* lowercased, no trailing dot */
+	struct cidr	cidr;
+};
+
+struct endpoint {
+	struct sockaddr_storage	ss;
+	socklen_t		len;
+};
+
+struct service {
+	TAILQ_ENTRY(service) entry;
+	unsigned	 id;		/* 1-based, in config order */
+	char		*name;
+	int		 line;		/* where it was defined */
+
+	int		 has_intercept;
+	int		 protocols;	/* PROTO_* */
+	struct svc_addr	*addrs;
+	size_t		 naddrs;
+	struct port_range *ports;
+	size_t		 nports;
+	struct cidr	*sources;	/* empty: every client */
+	size_t		 nsources;
+
+	enum fwd_kind	 fwd;
+	struct endpoint	 direct;	/* FWD_DIRECT */
+	struct endpoint	*tunnel;	/* FWD_TUNNEL, failover in order */
+	size_t		 ntunnel;
+
+	int		 has_host;
+	int		 host_original;	/* host.address: original */
+	struct endpoint	 host_address;
+	struct cidr	*allowed;	/* host.allowed-addresses */
+	size_t		 nallowed;
+	char		**allow;	/* identity names and globs */
+	size_t		 nallow;
+};
+TAILQ_HEAD(service_list, service);
+
+struct config {
+	char		*path;
+
+	int		 has_identity;
+	char		*id_cert, *id_key, *id_ca;
+
+	enum nf_backend_kind backend;
+	struct endpoint	 listen;	/* intercept.listen */
+	uint32_t	 mark;		/* intercept.mark */
+	uint32_t	 bypass_mark;	/* intercept.bypass-mark */
+	uint32_t	 route_table;
+	unsigned	 udp_idle_timeout;
+	unsigned	 connect_timeout;	/* intercept.connect-timeout */
+
+	struct endpoint	 dns_listen;
+	struct cidr	 dns_range;
+	enum dns_hostnames dns_hostnames;
+	struct endpoint	*dns_upstream;
+	size_t		 ndns_upstream;
+	enum dns_unknown dns_unknown;
+	unsigned	 dns_ttl;
+	char		*dns_resolver;	/* auto, systemd-resolved, ... */
+	int		 dns_self_test;
+
+	int		 has_host;
+	struct endpoint	 host_listen;
+
+	struct service_list services;
+	size_t		 nservices;
+};
+
+/*
+ * Loads and validates a configuration file. On error, prints every problem
+ * as "file:line:col: message" to errfp and returns NULL. The caller owns
+ * the result and releases it with conf_free().
+ */
+struct config	*conf_load(const char *path, FILE *errfp);
+/* Same, from a string; name is used in messages. */
+struct config	*conf_load_string(const char *name, const char *text,
+		    size_t len, FILE *errfp);
+void		 conf_free(struct config *);
+/* The summary that `sluice check` prints. */
+void		 conf_print_summary(const struct config *, FILE *);
+struct service	*conf_service_by_name(const struct config *, const char *);
+
+/* ---- service matching (src/svc.c) ---- */
+
+/*
+ * The service whose intercept covers (proto, dst) from src, or NULL.
+ * Only CIDR addresses are matched here; names are the resolver's.
+ */
+struct service	*svc_match(const struct config *, int proto,
+		    const struct sockaddr *dst, const struct sockaddr *src);
+int		 svc_port_match(const struct service *, uint16_t port);
+int		 svc_source_match(const struct service *,
+		    const struct sockaddr *src);
+/* Glob match for allow lists ("laptop-*"). */
+int		 svc_name_glob(const char *pattern, const char *name);
+
+/* ---- sockets (src/sockopt.c) ---- */
+
+int	sock_nonblock(int fd);
+int	sock_set_mark(int fd, uint32_t mark);	/* SO_MARK; 0 is a no-op */
+/* Closes with SO_LINGER {1, 0} so the peer sees a reset at once. */
+void	sock_close_reset(int fd);
+/*
+ * A listening socket on addr (SOCK_STREAM or SOCK_DGRAM), nonblocking,
+ * SO_REUSEADDR, IP_TRANSPARENT/IPV6_TRANSPARENT if transparent. Returns the
+ * fd or -1 with errno; the bound address (port 0 resolved) in *bound.
+ */
+int	sock_listen(const struct sockaddr *addr, int type, int transparent,
+	    struct sockaddr_storage *bound);
+
+/* ---- the running daemon ---- */
+
+struct event_base;
+struct listener;
+struct flow;
+struct pipe_pool;
+TAILQ_HEAD(flow_list, flow);
+
+/* Counters shown by `sluice dump`. */
+struct counters {
+	uint64_t	accepted;	/* connections accepted */
+	uint64_t	unmatched;	/* intercepted, but no service matched */
+	uint64_t	dial_failed;	/* upstream could not be reached */
+	uint64_t	accept_paused;	/* times accept backed off (fd limits) */
+	uint64_t	bytes_up, bytes_down;	/* of finished flows */
+};
+
+struct sluice {
+	struct event_base	*base;
+	struct config		*conf;
+	const char		*config_path;
+	const char		*state_dir;
+	int			 verbose;
+	const struct nf_ops	*nf;		/* NULL in unprivileged modes */
+	struct listener		*tcp4;		/* transparent TCP listeners */
+	struct listener		*tcp6;
+	struct flow_list	 flows;
+	size_t			 nflows;
+	uint64_t		 next_flow_id;
+	struct pipe_pool	*pipes;
+	struct counters		 stats;
+	void			*ctl;		/* control socket (ctl.c) */
+};
+
+/* listener.c: accept loop with back-off when out of descriptors. */
+typedef void	(*listener_cb)(int fd, const struct sockaddr *peer,
+		    void *arg);
+struct listener	*listener_new(struct event_base *, const struct sockaddr *,
+		    int transparent, listener_cb, void *arg,
+		    uint64_t *paused_counter);
+const struct sockaddr *listener_addr(const struct listener *);
+void		 listener_free(struct listener *);
+
+/* flow.c: one intercepted TCP connection, from accept to close. */
+struct flow	*flow_start(struct sluice *, int client_fd,
+		    const struct service *, const struct sockaddr *client,
+		    const struct sockaddr *orig_dst);
+void		 flow_free(struct flow *);
+void		 flow_dump(const struct flow *, FILE *);
+
+/* relay.c: splice(2) between two sockets with pooled pipes. */
+struct relay;
+typedef void	(*relay_done_cb)(struct relay *, void *arg);
+struct pipe_pool *pipe_pool_new(size_t max_idle);
+void		 pipe_pool_free(struct pipe_pool *);
+/*
+ * Relays between a and b until both directions have seen EOF (each EOF is
+ * passed on as shutdown(SHUT_WR)) or an error; then calls done. The relay
+ * does not own the fds; counters are read with relay_bytes().
+ */
+struct relay	*relay_new(struct event_base *, struct pipe_pool *, int a,
+		    int b, relay_done_cb, void *arg);
+void		 relay_bytes(const struct relay *, uint64_t *a_to_b,
+		    uint64_t *b_to_a);
+void		 relay_free(struct relay *);
+
+/* tproxy.c: the tproxy mode. */
+int	tproxy_main(struct sluice *, int argc, char **argv);
+/* Called by the listener for each intercepted connection. */
+void	tproxy_accept(int fd, const struct sockaddr *peer, void *arg);
+
+/* ctl.c: control socket in the state dir, and the `dump` client. */
+int	ctl_listen(struct sluice *);
+void	ctl_close(struct sluice *);
+int	ctl_dump_client(const char *state_dir, FILE *out);
+void	sluice_dump(struct sluice *, FILE *);
+
+/* lifecycle.c: state dir, pid lock, signals. */
+int	state_dir_prepare(const char *dir);
+/* Returns a locked fd, or -1 (errno EWOULDBLOCK: another instance). */
+int	pidlock_acquire(const char *dir, pid_t *holder);
+void	pidlock_release(int fd, const char *dir);
+
+#endif /* SLUICE_H */
