@@ -1,3 +1,382 @@
 /* SPDX-License-Identifier: MIT */
-/* stub */
+/* One intercepted TCP connection: dial the upstream, relay, account, close. */
 #include "config.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "sluice.h"
+#include "log.h"
+
+#define FLOW_CONNECT_TIMEOUT	10	/* seconds, if the config has 0 */
+
+/* Big enough for either family; a sockaddr_storage per address is waste. */
+union flow_addr {
+	struct sockaddr		sa;
+	struct sockaddr_in	sin;
+	struct sockaddr_in6	sin6;
+};
+
+struct flow {
+	TAILQ_ENTRY(flow)	 entry;
+	struct sluice		*sl;
+	struct config		*conf;	/* referenced: svc is in it */
+	const struct service	*svc;
+	uint64_t		 id;
+	union flow_addr		 client, orig, upstream;
+	struct timespec		 start;
+	int			 cfd, ufd;
+	int			 clean;	/* both directions saw EOF */
+	struct relay		*relay;	/* NULL while connecting */
+	struct event		 dial;	/* EV_WRITE, connect timeout */
+};
+
+/* Both endpoints and the upstream, for messages. */
+struct flow_names {
+	char	client[ADDR_STRLEN], orig[ADDR_STRLEN];
+	char	upstream[ADDR_STRLEN];
+};
+
+static void
+flow_names(const struct flow *f, struct flow_names *n)
+{
+	addr_str(&f->client.sa, n->client, sizeof(n->client));
+	addr_str(&f->orig.sa, n->orig, sizeof(n->orig));
+	addr_str(&f->upstream.sa, n->upstream, sizeof(n->upstream));
+}
+
+static void
+flow_addr_set(union flow_addr *u, const struct sockaddr *sa)
+{
+	socklen_t len = addr_len(sa);
+
+	memset(u, 0, sizeof(*u));
+	if (len > 0 && len <= sizeof(*u))
+		memcpy(u, sa, len);
+}
+
+static double
+flow_age(const struct flow *f)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - f->start.tv_sec) +
+	    (now.tv_nsec - f->start.tv_nsec) / 1e9;
+}
+
+/*
+ * Frees the flow; the client gets a reset at once rather than wait for a
+ * timeout of its own. Returns -1 for the caller's convenience.
+ */
+static int
+flow_dial_failed(struct flow *f, const char *what, const char *why)
+{
+	struct flow_names n;
+
+	flow_names(f, &n);
+	log_warnx("flow %llu %s: %s -> %s: upstream %s: %s: %s",
+	    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
+	    n.upstream, what, why);
+	f->sl->stats.dial_failed++;
+	flow_free(f);
+	return -1;
+}
+
+/*
+ * A busy gateway must not log every flow at the default level: a clean end
+ * or a peer's reset is debug; only our own failure (no pipe) is a warning.
+ */
+static void	flow_log(int warn, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+static void
+flow_log(int warn, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (warn)
+		log_warnx("%s", msg);
+	else
+		log_debug("%s", msg);
+}
+
+static void
+flow_relay_done(struct relay *r, void *arg)
+{
+	struct flow *f = arg;
+	struct flow_names n;
+	uint64_t up, down;
+	char how[96];
+	int err, side, warn;
+
+	err = relay_error(r, &side);
+	f->clean = err == 0;
+	warn = err != 0 && side == -1;
+	if (log_enabled(warn ? LOG_LVL_WARN : LOG_LVL_DEBUG)) {
+		if (err == 0)
+			snprintf(how, sizeof(how), "closed");
+		else
+			snprintf(how, sizeof(how), "reset: %s: %s",
+			    side == 0 ? "client" : side == 1 ? "upstream" :
+			    "relay", strerror(err));
+		relay_bytes(r, &up, &down);
+		flow_names(f, &n);
+		flow_log(warn, "flow %llu %s: %s -> %s %s: up %llu down %llu "
+		    "bytes in %.2f s", (unsigned long long)f->id, f->svc->name,
+		    n.client, n.orig, how, (unsigned long long)up,
+		    (unsigned long long)down, flow_age(f));
+	}
+	flow_free(f);
+}
+
+static int
+flow_open(struct flow *f)
+{
+	struct flow_names n;
+
+	f->relay = relay_new(f->sl->base, f->sl->pipes, f->cfd, f->ufd,
+	    flow_relay_done, f);
+	if (f->relay == NULL)
+		return flow_dial_failed(f, "relay", strerror(errno));
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		flow_names(f, &n);
+		log_debug("flow %llu %s: %s -> %s: open via %s",
+		    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
+		    n.upstream);
+	}
+	return 0;
+}
+
+static unsigned
+flow_connect_timeout(const struct flow *f)
+{
+	return f->conf->connect_timeout ? f->conf->connect_timeout :
+	    FLOW_CONNECT_TIMEOUT;
+}
+
+static void
+flow_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct flow *f = arg;
+	socklen_t len = sizeof(int);
+	char why[64];
+	int err = 0;
+
+	if (what & EV_TIMEOUT) {
+		snprintf(why, sizeof(why), "no answer in %u s",
+		    flow_connect_timeout(f));
+		flow_dial_failed(f, "connect", why);
+		return;
+	}
+	if (getsockopt(f->ufd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err != 0) {
+		flow_dial_failed(f, "connect", strerror(err));
+		return;
+	}
+	flow_open(f);
+}
+
+/* Options of the upstream socket; 0, or -1 after flow_dial_failed(). */
+static int
+flow_sockopts(struct flow *f)
+{
+	int one = 1;
+
+	/*
+	 * Our own dial must not be intercepted again. Without interception
+	 * in this process (proxy, host) the mark is only a courtesy, and an
+	 * unprivileged user may not set it.
+	 */
+	if (sock_set_mark(f->ufd, f->conf->bypass_mark) == -1 &&
+	    f->sl->nf != NULL)
+		return flow_dial_failed(f, "mark", strerror(errno));
+	/* Short requests must not wait for Nagle (the client side inherits
+	 * TCP_NODELAY from the listener). */
+	(void)setsockopt(f->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+/*
+ * Starts a nonblocking connect; the rest happens in callbacks. Returns 0,
+ * or -1 when the flow failed and is gone.
+ */
+static int
+flow_dial(struct flow *f, const struct sockaddr *dst)
+{
+	struct timeval tv = { flow_connect_timeout(f), 0 };
+
+	flow_addr_set(&f->upstream, dst);
+	f->ufd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	/* EMFILE too: this flow fails, the listener backs off on its own. */
+	if (f->ufd == -1)
+		return flow_dial_failed(f, "socket", strerror(errno));
+	if (flow_sockopts(f) == -1)
+		return -1;
+	if (connect(f->ufd, dst, addr_len(dst)) == 0)
+		return flow_open(f);
+	if (errno != EINPROGRESS)
+		return flow_dial_failed(f, "connect", strerror(errno));
+	if (event_assign(&f->dial, f->sl->base, f->ufd, EV_WRITE,
+	    flow_connected, f) == -1 || event_add(&f->dial, &tv) == -1)
+		return flow_dial_failed(f, "connect", "cannot add event");
+	return 0;
+}
+
+static struct flow *
+flow_new(struct sluice *sl, int client_fd, const struct service *svc,
+    const struct sockaddr *client, const struct sockaddr *orig_dst)
+{
+	struct flow *f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return NULL;
+	f->sl = sl;
+	f->conf = conf_ref(sl->conf);
+	f->svc = svc;
+	f->id = ++sl->next_flow_id;
+	flow_addr_set(&f->client, client);
+	flow_addr_set(&f->orig, orig_dst);
+	clock_gettime(CLOCK_MONOTONIC, &f->start);
+	f->cfd = client_fd;
+	f->ufd = -1;
+	TAILQ_INSERT_TAIL(&sl->flows, f, entry);
+	sl->nflows++;
+	return f;
+}
+
+/* A flow that cannot be forwarded at all: reset the client. */
+static int
+flow_refuse(struct flow *f, const char *why)
+{
+	struct flow_names n;
+
+	flow_names(f, &n);
+	log_warnx("flow %llu %s: %s -> %s: %s", (unsigned long long)f->id,
+	    f->svc->name, n.client, n.orig, why);
+	f->sl->stats.dial_failed++;
+	flow_free(f);
+	return -1;
+}
+
+struct flow *
+flow_start(struct sluice *sl, int client_fd, const struct service *svc,
+    const struct sockaddr *client, const struct sockaddr *orig_dst)
+{
+	struct flow *f;
+	char a[ADDR_STRLEN], b[ADDR_STRLEN];
+	int rc;
+
+	if ((f = flow_new(sl, client_fd, svc, client, orig_dst)) == NULL) {
+		log_warn("flow %s: %s -> %s: cannot start", svc->name,
+		    addr_str(client, a, sizeof(a)),
+		    addr_str(orig_dst, b, sizeof(b)));
+		sl->stats.dial_failed++;
+		sock_close_reset(client_fd);
+		return NULL;
+	}
+	switch (svc->fwd) {
+	case FWD_DIRECT:
+		rc = flow_dial(f, (const struct sockaddr *)&svc->direct.ss);
+		break;
+	case FWD_ORIGINAL:
+		rc = flow_dial(f, orig_dst);
+		break;
+	case FWD_TUNNEL:
+		rc = flow_refuse(f, "tunnel forwarding is not available yet");
+		break;
+	default:
+		rc = flow_refuse(f, "the service has no forward");
+		break;
+	}
+	return rc == -1 ? NULL : f;
+}
+
+void
+flow_free(struct flow *f)
+{
+	struct sluice *sl;
+	uint64_t up, down;
+
+	if (f == NULL)
+		return;
+	sl = f->sl;
+	if (f->relay != NULL) {
+		relay_bytes(f->relay, &up, &down);
+		sl->stats.bytes_up += up;
+		sl->stats.bytes_down += down;
+		relay_free(f->relay);
+	}
+	if (event_initialized(&f->dial))
+		event_del(&f->dial);
+	/* Anything but a clean end must look like a failure to both peers. */
+	if (f->clean) {
+		close(f->cfd);
+		if (f->ufd != -1)
+			close(f->ufd);
+	} else {
+		sock_close_reset(f->cfd);
+		sock_close_reset(f->ufd);
+	}
+	TAILQ_REMOVE(&sl->flows, f, entry);
+	sl->nflows--;
+	conf_unref(f->conf);
+	free(f);
+}
+
+void
+flow_free_all(struct sluice *sl)
+{
+	struct flow *f;
+
+	while ((f = TAILQ_FIRST(&sl->flows)) != NULL)
+		flow_free(f);
+}
+
+static const char *
+flow_state(const struct flow *f)
+{
+	if (f->relay == NULL)
+		return "connecting";
+	return relay_state(f->relay) == 0 ? "open" : "half-closed";
+}
+
+void
+flow_dump(const struct flow *f, FILE *fp)
+{
+	struct flow_names n;
+	uint64_t up = 0, down = 0;
+
+	if (f->relay != NULL)
+		relay_bytes(f->relay, &up, &down);
+	flow_names(f, &n);
+	fprintf(fp, "  flow %llu %s: %s -> %s via %s, %s, up %llu down %llu "
+	    "bytes, age %.0f s\n", (unsigned long long)f->id, f->svc->name,
+	    n.client, n.orig, n.upstream, flow_state(f),
+	    (unsigned long long)up, (unsigned long long)down, flow_age(f));
+}
+
+void
+flow_dump_all(struct sluice *sl, FILE *fp)
+{
+	const struct flow *f;
+
+	TAILQ_FOREACH(f, &sl->flows, entry)
+		flow_dump(f, fp);
+}
