@@ -6,6 +6,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,6 +116,7 @@ TAILQ_HEAD(service_list, service);
 
 struct config {
 	char		*path;
+	unsigned	 refs;		/* flows started under it, + 1 if live */
 
 	int		 has_identity;
 	char		*id_cert, *id_key, *id_ca;
@@ -154,6 +156,9 @@ struct config	*conf_load(const char *path, FILE *errfp);
 struct config	*conf_load_string(const char *name, const char *text,
 		    size_t len, FILE *errfp);
 void		 conf_free(struct config *);
+/* Reload keeps an old config alive until its last flow ends. */
+struct config	*conf_ref(struct config *);
+void		 conf_unref(struct config *);
 /* The summary that `sluice check` prints. */
 void		 conf_print_summary(const struct config *, FILE *);
 struct service	*conf_service_by_name(const struct config *, const char *);
@@ -188,7 +193,34 @@ int	sock_listen(const struct sockaddr *addr, int type, int transparent,
 
 /* ---- the running daemon ---- */
 
+/* Command-line settings that override the configuration file. */
+#define CLI_MAX_UPSTREAM	8
+struct cli_opts {
+	const char	*config;
+	const char	*state_dir;
+	int		 verbose;
+	int		 refresh;
+	int		 backend;	/* enum nf_backend_kind, -1 = unset */
+	const char	*dns_listen;
+	const char	*dns_ip_range;
+	const char	*dns_upstream[CLI_MAX_UPSTREAM];
+	size_t		 ndns_upstream;
+	const char	*resolver;
+	int		 no_self_test;
+	const char	*bind;		/* proxy --bind */
+};
+/* Loads the config and applies the overrides; NULL after printing errors. */
+struct config	*cli_load_config(const struct cli_opts *, FILE *errfp);
+/*
+ * Parses argv (global and command options in any order) into opts and
+ * returns the index of the command word, or -1 after printing a usage
+ * error. *help is set for -h/--help.
+ */
+int		 cli_parse(int argc, char **argv, struct cli_opts *, int *help);
+void		 cli_usage(FILE *);
+
 struct event_base;
+struct event;
 struct listener;
 struct flow;
 struct pipe_pool;
@@ -206,9 +238,8 @@ struct counters {
 struct sluice {
 	struct event_base	*base;
 	struct config		*conf;
-	const char		*config_path;
+	const struct cli_opts	*opts;
 	const char		*state_dir;
-	int			 verbose;
 	const struct nf_ops	*nf;		/* NULL in unprivileged modes */
 	struct listener		*tcp4;		/* transparent TCP listeners */
 	struct listener		*tcp6;
@@ -218,6 +249,12 @@ struct sluice {
 	struct pipe_pool	*pipes;
 	struct counters		 stats;
 	void			*ctl;		/* control socket (ctl.c) */
+	time_t			 started;
+	struct event		*sig_ev[5];	/* TERM INT HUP USR1 PIPE */
+	struct event		*refresh_ev;
+	struct timespec		 conf_mtime;	/* to notice edits */
+	off_t			 conf_size;
+	int			 exit_code;
 };
 
 /* listener.c: accept loop with back-off when out of descriptors. */
@@ -229,32 +266,69 @@ struct listener	*listener_new(struct event_base *, const struct sockaddr *,
 const struct sockaddr *listener_addr(const struct listener *);
 void		 listener_free(struct listener *);
 
-/* flow.c: one intercepted TCP connection, from accept to close. */
+/*
+ * flow.c: one intercepted TCP connection, from accept to close. flow_start
+ * owns client_fd from the call on: if the flow cannot start, the client is
+ * reset, the reason logged, and NULL returned.
+ */
 struct flow	*flow_start(struct sluice *, int client_fd,
 		    const struct service *, const struct sockaddr *client,
 		    const struct sockaddr *orig_dst);
 void		 flow_free(struct flow *);
+/* At stop: ends every flow (clients see a reset). */
+void		 flow_free_all(struct sluice *);
 void		 flow_dump(const struct flow *, FILE *);
+/* flow_dump() for every live flow (dump.c cannot see struct flow). */
+void		 flow_dump_all(struct sluice *, FILE *);
 
 /* relay.c: splice(2) between two sockets with pooled pipes. */
 struct relay;
 typedef void	(*relay_done_cb)(struct relay *, void *arg);
+/* Keeps up to max_idle empty pipes; pipes in use belong to relays. */
 struct pipe_pool *pipe_pool_new(size_t max_idle);
 void		 pipe_pool_free(struct pipe_pool *);
+size_t		 pipe_pool_idle(const struct pipe_pool *);	/* pooled */
+size_t		 pipe_pool_busy(const struct pipe_pool *);	/* in relays */
 /*
- * Relays between a and b until both directions have seen EOF (each EOF is
- * passed on as shutdown(SHUT_WR)) or an error; then calls done. The relay
- * does not own the fds; counters are read with relay_bytes().
+ * Relays between a and b (connected, nonblocking; SIGPIPE ignored) until
+ * both directions have seen EOF (each EOF is passed on as shutdown(SHUT_WR))
+ * or an error; then calls done, once and never from within relay_new();
+ * done may call relay_free(). The relay does not own the fds; counters are
+ * read with relay_bytes().
  */
 struct relay	*relay_new(struct event_base *, struct pipe_pool *, int a,
 		    int b, relay_done_cb, void *arg);
 void		 relay_bytes(const struct relay *, uint64_t *a_to_b,
 		    uint64_t *b_to_a);
+/* Directions that have finished: EOF seen and passed on. */
+#define RELAY_AB_SHUT	0x1
+#define RELAY_BA_SHUT	0x2
+int		 relay_state(const struct relay *);
+/*
+ * The errno that ended the relay, or 0 if it ended cleanly; *side says
+ * whose socket failed: 0 a, 1 b, -1 neither (no pipe or memory).
+ */
+int		 relay_error(const struct relay *, int *side);
 void		 relay_free(struct relay *);
 
-/* tproxy.c: the tproxy mode. */
-int	tproxy_main(struct sluice *, int argc, char **argv);
-/* Called by the listener for each intercepted connection. */
+/*
+ * A daemon mode (tproxy, host, run, proxy): lifecycle.c runs the common
+ * part (pid lock, control socket, signals, reload, event loop) and calls
+ * these around it. start and reload return 0 or an exit code.
+ */
+struct mode {
+	const char	*name;
+	int		 (*start)(struct sluice *);
+	/* Takes the new config into use or keeps the old one (and says so). */
+	int		 (*reload)(struct sluice *, struct config *);
+	void		 (*stop)(struct sluice *);
+};
+extern const struct mode mode_tproxy;
+int	daemon_main(const struct mode *, const struct cli_opts *);
+
+/* tproxy.c: CAP_NET_ADMIN in the effective set? */
+int	tproxy_privileged(void);
+/* tproxy.c: called by the listener for each intercepted connection. */
 void	tproxy_accept(int fd, const struct sockaddr *peer, void *arg);
 
 /* ctl.c: control socket in the state dir, and the `dump` client. */
@@ -263,7 +337,7 @@ void	ctl_close(struct sluice *);
 int	ctl_dump_client(const char *state_dir, FILE *out);
 void	sluice_dump(struct sluice *, FILE *);
 
-/* lifecycle.c: state dir, pid lock, signals. */
+/* lifecycle.c: state dir, pid lock; daemon_main above. */
 int	state_dir_prepare(const char *dir);
 /* Returns a locked fd, or -1 (errno EWOULDBLOCK: another instance). */
 int	pidlock_acquire(const char *dir, pid_t *holder);

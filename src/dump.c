@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* The running daemon's state as text, for `sluice dump` and SIGUSR1. */
+#include "config.h"
+
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice.h"
+#include "nf.h"
+
+static void
+dump_listeners(struct sluice *sl, FILE *fp)
+{
+	char buf[ADDR_STRLEN];
+
+	fprintf(fp, "listeners:\n");
+	if (sl->tcp4 != NULL)
+		fprintf(fp, "  tcp %s (transparent)\n",
+		    addr_str(listener_addr(sl->tcp4), buf, sizeof(buf)));
+	if (sl->tcp6 != NULL)
+		fprintf(fp, "  tcp %s (transparent)\n",
+		    addr_str(listener_addr(sl->tcp6), buf, sizeof(buf)));
+}
+
+static void
+dump_kernel(struct sluice *sl, FILE *fp)
+{
+	if (sl->nf == NULL)
+		return;
+	fprintf(fp, "\ninterception (%s):\n", sl->nf->name);
+	sl->nf->dump(fp);
+	fprintf(fp, "\npolicy routing:\n");
+	rt_dump(fp);
+}
+
+static void
+dump_flows(struct sluice *sl, FILE *fp)
+{
+	fprintf(fp, "\nflows (%zu):\n", sl->nflows);
+	flow_dump_all(sl, fp);
+}
+
+static void
+dump_counters(struct sluice *sl, FILE *fp)
+{
+	const struct counters *c = &sl->stats;
+
+	fprintf(fp, "\ncounters:\n"
+	    "  accepted %llu\n  unmatched %llu\n  dial-failed %llu\n"
+	    "  accept-paused %llu\n  bytes-up %llu\n  bytes-down %llu\n",
+	    (unsigned long long)c->accepted, (unsigned long long)c->unmatched,
+	    (unsigned long long)c->dial_failed,
+	    (unsigned long long)c->accept_paused,
+	    (unsigned long long)c->bytes_up,
+	    (unsigned long long)c->bytes_down);
+}
+
+void
+sluice_dump(struct sluice *sl, FILE *fp)
+{
+	fprintf(fp, "sluice %s, pid %ld, up %lld s, state dir %s\n",
+	    PACKAGE_VERSION, (long)getpid(),
+	    (long long)(time(NULL) - sl->started), sl->state_dir);
+	conf_print_summary(sl->conf, fp);
+	fprintf(fp, "\n");
+	dump_listeners(sl, fp);
+	dump_kernel(sl, fp);
+	dump_flows(sl, fp);
+	dump_counters(sl, fp);
+}
