@@ -306,16 +306,19 @@ cli_load_config(const struct cli_opts *o, FILE *errfp)
 	return conf;
 }
 
+/* Atomic: the resolver thread holds references too. */
 struct config *
 conf_ref(struct config *conf)
 {
-	conf->refs++;
+	atomic_fetch_add_explicit(&conf->refs, 1, memory_order_relaxed);
 	return conf;
 }
 
+/* acq_rel: whoever frees sees every other thread's last use. */
 void
 conf_unref(struct config *conf)
 {
-	if (conf != NULL && --conf->refs == 0)
+	if (conf != NULL && atomic_fetch_sub_explicit(&conf->refs, 1,
+	    memory_order_acq_rel) == 1)
 		conf_free(conf);
 }

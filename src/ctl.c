@@ -24,10 +24,13 @@
 #define CTL_MAX_REQUEST	256	/* a command line; anything longer is hostile */
 #define CTL_TIMEOUT	5	/* seconds a client may take */
 
+#define CTL_PAUSE_MS	250	/* accept back-off when out of descriptors */
+
 struct ctl {
 	struct sluice	*sl;
 	int		 fd;
 	struct event	*ev;
+	struct event	*pause;		/* re-enables ev */
 	char		 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -109,6 +112,26 @@ ctl_conn_read(struct bufferevent *bev, void *arg)
 }
 
 static void
+ctl_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+
+	event_add(ctl->ev, NULL);
+}
+
+/* The request stays queued; level-triggered accept would spin on EMFILE. */
+static void
+ctl_pause(struct ctl *ctl)
+{
+	struct timeval tv = { 0, CTL_PAUSE_MS * 1000 };
+
+	log_debug("control: out of file descriptors, pausing for %d ms",
+	    CTL_PAUSE_MS);
+	event_del(ctl->ev);
+	evtimer_add(ctl->pause, &tv);
+}
+
+static void
 ctl_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct ctl *ctl = arg;
@@ -118,7 +141,10 @@ ctl_accept(evutil_socket_t lfd, short what, void *arg)
 
 	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd == -1) {
-		if (errno != EAGAIN && errno != EINTR)
+		if (fd_exhausted(errno))
+			ctl_pause(ctl);
+		else if (errno != EAGAIN && errno != EINTR &&
+		    errno != ECONNABORTED)
 			log_warn("control: accept");
 		return;
 	}
@@ -160,7 +186,9 @@ ctl_listen(struct sluice *sl)
 		goto fail;
 	ctl->ev = event_new(sl->base, ctl->fd, EV_READ | EV_PERSIST,
 	    ctl_accept, ctl);
-	if (ctl->ev == NULL || event_add(ctl->ev, NULL) == -1)
+	ctl->pause = evtimer_new(sl->base, ctl_resume, ctl);
+	if (ctl->ev == NULL || ctl->pause == NULL ||
+	    event_add(ctl->ev, NULL) == -1)
 		goto fail;
 	sl->ctl = ctl;
 	return 0;
@@ -170,6 +198,8 @@ fail:
 		close(ctl->fd);
 	if (ctl->ev != NULL)
 		event_free(ctl->ev);
+	if (ctl->pause != NULL)
+		event_free(ctl->pause);
 	free(ctl);
 	return -1;
 }
@@ -182,6 +212,7 @@ ctl_close(struct sluice *sl)
 	if (ctl == NULL)
 		return;
 	event_free(ctl->ev);
+	event_free(ctl->pause);
 	close(ctl->fd);
 	unlink(ctl->path);
 	free(ctl);

@@ -83,6 +83,7 @@ static int
 flow_dial_failed(struct flow *f, const char *what, const char *why)
 {
 	struct flow_names n;
+	int saved = errno;
 
 	flow_names(f, &n);
 	log_warnx("flow %llu %s: %s -> %s: upstream %s: %s: %s",
@@ -90,6 +91,7 @@ flow_dial_failed(struct flow *f, const char *what, const char *why)
 	    n.upstream, what, why);
 	f->sl->stats.dial_failed++;
 	flow_free(f);
+	errno = saved;
 	return -1;
 }
 
@@ -272,6 +274,7 @@ flow_refuse(struct flow *f, const char *why)
 	    f->svc->name, n.client, n.orig, why);
 	f->sl->stats.dial_failed++;
 	flow_free(f);
+	errno = ECONNREFUSED;	/* not a shortage: the listener goes on */
 	return -1;
 }
 
@@ -347,6 +350,28 @@ flow_free_all(struct sluice *sl)
 
 	while ((f = TAILQ_FIRST(&sl->flows)) != NULL)
 		flow_free(f);
+}
+
+/*
+ * After a reload: a flow whose service is gone has lost its rules, so the
+ * client's next packets would go to the real server. End it openly.
+ */
+size_t
+flow_close_orphans(struct sluice *sl)
+{
+	struct flow *f, *next;
+	size_t n = 0;
+
+	for (f = TAILQ_FIRST(&sl->flows); f != NULL; f = next) {
+		next = TAILQ_NEXT(f, entry);
+		if (conf_service_by_name(sl->conf, f->svc->name) != NULL)
+			continue;
+		log_debug("flow %llu %s: service removed, reset",
+		    (unsigned long long)f->id, f->svc->name);
+		flow_free(f);
+		n++;
+	}
+	return n;
 }
 
 static const char *

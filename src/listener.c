@@ -67,6 +67,13 @@ listener_resume(evutil_socket_t fd, short what, void *arg)
 	event_add(&l->ev, NULL);
 }
 
+int
+fd_exhausted(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM;
+}
+
 /* Errors that concern one connection only: move on to the next. */
 static int
 accept_transient(int err)
@@ -110,8 +117,17 @@ listener_accept(evutil_socket_t lfd, short what, void *arg)
 			listener_pause(l, errno);
 			return;
 		}
+		/*
+		 * A flow needs more descriptors than the accepted one: when
+		 * it cannot get them, pause as if accept had failed, rather
+		 * than reset every queued client one after another.
+		 */
+		if (l->cb(fd, (struct sockaddr *)&peer, l->arg) == -1 &&
+		    fd_exhausted(errno)) {
+			listener_pause(l, errno);
+			return;
+		}
 		l->backoff_ms = BACKOFF_MIN_MS;
-		l->cb(fd, (struct sockaddr *)&peer, l->arg);
 	}
 }
 

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <time.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -116,7 +117,7 @@ TAILQ_HEAD(service_list, service);
 
 struct config {
 	char		*path;
-	unsigned	 refs;		/* flows started under it, + 1 if live */
+	atomic_uint	 refs;		/* flows, the resolver thread, + 1 if live */
 
 	int		 has_identity;
 	char		*id_cert, *id_key, *id_ca;
@@ -257,9 +258,15 @@ struct sluice {
 	int			 exit_code;
 };
 
-/* listener.c: accept loop with back-off when out of descriptors. */
-typedef void	(*listener_cb)(int fd, const struct sockaddr *peer,
+/*
+ * listener.c: accept loop with back-off when out of descriptors. The
+ * callback owns fd; it returns -1 with errno EMFILE/ENFILE (fd_exhausted)
+ * when the connection failed for want of descriptors, and the listener
+ * then pauses too.
+ */
+typedef int	(*listener_cb)(int fd, const struct sockaddr *peer,
 		    void *arg);
+int		 fd_exhausted(int err);
 struct listener	*listener_new(struct event_base *, const struct sockaddr *,
 		    int transparent, listener_cb, void *arg,
 		    uint64_t *paused_counter);
@@ -269,7 +276,8 @@ void		 listener_free(struct listener *);
 /*
  * flow.c: one intercepted TCP connection, from accept to close. flow_start
  * owns client_fd from the call on: if the flow cannot start, the client is
- * reset, the reason logged, and NULL returned.
+ * reset, the reason logged, and NULL returned with errno saying why
+ * (EMFILE: out of descriptors, so the listener pauses).
  */
 struct flow	*flow_start(struct sluice *, int client_fd,
 		    const struct service *, const struct sockaddr *client,
@@ -277,6 +285,8 @@ struct flow	*flow_start(struct sluice *, int client_fd,
 void		 flow_free(struct flow *);
 /* At stop: ends every flow (clients see a reset). */
 void		 flow_free_all(struct sluice *);
+/* After a reload: resets flows whose service is gone; returns how many. */
+size_t		 flow_close_orphans(struct sluice *);
 void		 flow_dump(const struct flow *, FILE *);
 /* flow_dump() for every live flow (dump.c cannot see struct flow). */
 void		 flow_dump_all(struct sluice *, FILE *);
@@ -329,7 +339,7 @@ int	daemon_main(const struct mode *, const struct cli_opts *);
 /* tproxy.c: CAP_NET_ADMIN in the effective set? */
 int	tproxy_privileged(void);
 /* tproxy.c: called by the listener for each intercepted connection. */
-void	tproxy_accept(int fd, const struct sockaddr *peer, void *arg);
+int	tproxy_accept(int fd, const struct sockaddr *peer, void *arg);
 
 /* ctl.c: control socket in the state dir, and the `dump` client. */
 int	ctl_listen(struct sluice *);

@@ -28,7 +28,7 @@ tproxy_privileged(void)
 	    (1U << (CAP_NET_ADMIN % 32))) != 0;
 }
 
-void
+int
 tproxy_accept(int fd, const struct sockaddr *peer, void *arg)
 {
 	struct sluice *sl = arg;
@@ -41,7 +41,7 @@ tproxy_accept(int fd, const struct sockaddr *peer, void *arg)
 	if (getsockname(fd, (struct sockaddr *)&orig, &len) == -1) {
 		log_warn("%s: getsockname", __func__);
 		sock_close_reset(fd);
-		return;
+		return 0;
 	}
 	sl->stats.accepted++;
 	svc = svc_match(sl->conf, PROTO_TCP, (struct sockaddr *)&orig, peer);
@@ -51,9 +51,10 @@ tproxy_accept(int fd, const struct sockaddr *peer, void *arg)
 		    addr_str(peer, a, sizeof(a)),
 		    addr_str((struct sockaddr *)&orig, b, sizeof(b)));
 		sock_close_reset(fd);
-		return;
+		return 0;
 	}
-	flow_start(sl, fd, svc, peer, (struct sockaddr *)&orig);
+	return flow_start(sl, fd, svc, peer, (struct sockaddr *)&orig) ==
+	    NULL ? -1 : 0;
 }
 
 static void
@@ -170,6 +171,7 @@ static int
 tproxy_reload(struct sluice *sl, struct config *conf)
 {
 	struct config *old = sl->conf;
+	size_t n;
 
 	tproxy_keep_fixed(old, conf);
 	if (tproxy_install(sl, conf) == -1) {
@@ -180,6 +182,8 @@ tproxy_reload(struct sluice *sl, struct config *conf)
 	tproxy_warn_names(conf);
 	sl->conf = conf;
 	conf_unref(old);
+	if ((n = flow_close_orphans(sl)) > 0)
+		log_info("reload: %zu flows of removed services reset", n);
 	return 0;
 }
 

@@ -639,7 +639,7 @@ struct accepted {
 	struct sockaddr_storage peer;
 };
 
-static void
+static int
 on_accept(int fd, const struct sockaddr *peer, void *arg)
 {
 	struct accepted *a = arg;
@@ -649,6 +649,7 @@ on_accept(int fd, const struct sockaddr *peer, void *arg)
 		memcpy(&a->peer, peer, addr_len(peer));
 	} else
 		close(fd);
+	return 0;
 }
 
 static int
