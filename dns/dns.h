@@ -192,9 +192,14 @@ struct pool;
 /*
  * A pool over range (dns.ip-range), persisted in path (the state dir's
  * "pool" file; NULL: not persisted). Reserved: the network and broadcast
- * addresses, 169.254.169.254, and for 169.254.0.0/16 its first and last
- * /24. in_use(addr, arg) is asked before handing an address out, so that
- * addresses on the host are skipped (NULL: none are).
+ * addresses (not of a /31 or /32), x.x.x.0 and x.x.x.255 in ranges of a
+ * /24 or more, 169.254.169.254, 169.254.0.0/24 and 169.254.255.0/24; for
+ * v6 the network address and the RFC 2526 anycast top 128. So the first
+ * of 169.254.0.0/16 is 169.254.1.1. Allocation is next fit (after the
+ * last one, wrapping), at most 65536 candidates per call. in_use(addr,
+ * arg) is asked before handing an address out, so that addresses on the
+ * host are skipped (NULL: none are); loaded ones it claims are dropped.
+ * The pool is not thread-safe: one thread uses it.
  */
 typedef int	(*pool_in_use_cb)(const struct cidr *, void *arg);
 struct pool	*pool_new(const struct cidr *range, const char *path,
@@ -234,6 +239,11 @@ struct dns_server;
  * answer carrying addr for name leaves: install the interception of addr
  * for svc (pool: also a "local" route). Returns 0, or -1 (the query then
  * gets SERVFAIL). add 0: the name was released, remove it.
+ * Changes come in batches: the callback may defer the rules until a call
+ * with name NULL ends the batch, which must install them (and return 0)
+ * or undo the batch's additions (-1, and they all get SERVFAIL); no
+ * answer leaves before that. svc NULL with add 1: a name to list (hosts
+ * file) but not intercept, the self-test's.
  */
 typedef int	(*dns_intercept_cb)(void *arg, int add, const char *name,
 		    const struct service *svc, const struct cidr *addr,
@@ -313,6 +323,11 @@ const char *resolv_kind_name(int kind);
  */
 
 #define DNS_SVC_MAX	64		/* service names (conf.c) */
+/*
+ * The self-test's names live under this domain, which the resolver setup
+ * routes to us too (systemd-resolved asks us only for routed domains).
+ */
+#define DNS_SELF_TEST_DOMAIN	"self-test.sluice.test"
 
 /* Counters the resolver thread bumps and `sluice dump` reads. */
 enum dns_stat {
@@ -356,14 +371,19 @@ struct dns_msg {
 	struct config	*conf;
 };
 struct dns_chan;
-/* recv gets each valid message; NULL when the other end is gone. */
+#define DNS_CHAN_BATCH	256	/* messages read per wake-up, for fairness */
+/* cb gets each valid message; NULL when the other end is gone. */
 typedef void	(*dns_chan_cb)(const struct dns_msg *, void *arg);
+/* After each batch of messages (NULL: not wanted). */
+typedef void	(*dns_chan_flush_cb)(void *arg);
 struct dns_chan	*dns_chan_new(struct event_base *, int fd, dns_chan_cb,
-		    void *arg);
+		    dns_chan_flush_cb, void *arg);
 /* Queues when the socket is full; -1 only when the queue is full too. */
 int		 dns_chan_send(struct dns_chan *, const struct dns_msg *);
 /* Blocks up to ms for messages, dispatching them (main thread, start-up). */
 int		 dns_chan_poll(struct dns_chan *, int ms);
+/* No more messages: the other end reads EOF after what was sent. */
+void		 dns_chan_shutdown(struct dns_chan *);
 void		 dns_chan_free(struct dns_chan *);	/* closes fd */
 
 /* upstream.c: forwarding with c-ares, sockets marked with bypass_mark. */
@@ -390,14 +410,24 @@ struct dns_tcp	*dns_tcp_new(struct event_base *, int fd, dns_tcp_query_cb,
 /* Queues a reply (len 0: none); the connection may have gone already. */
 void		 dns_tcp_reply(struct dns_tcp_conn *, const uint8_t *,
 		    size_t);
-size_t		 dns_tcp_count(const struct dns_tcp *);
 /* Every query must have had its reply first. */
 void		 dns_tcp_free(struct dns_tcp *);
 
 /* server_thread.c: the resolver thread's state and loop. */
 struct dns_thread;
+/*
+ * Owns the fds from the call on; owns the pool and the config reference
+ * only on success.
+ */
 struct dns_thread *dns_thread_new(struct config *, struct pool *,
 		    int udp_fd, int tcp_fd, int chan_fd, struct dns_stats *);
+/*
+ * Calls cb(arg, name, service, addr) for each pool address handed out
+ * already (exact names get theirs in dns_thread_new): before the thread
+ * runs, so that the main thread can install them in one batch.
+ */
+size_t		 dns_thread_names(struct dns_thread *, void (*)(void *,
+		    const char *, const char *, const struct cidr *), void *);
 /* Runs until STOP or until the main thread's end closes. */
 void		 dns_thread_run(struct dns_thread *);
 /* Saves and frees the pool, closes the sockets, drops the config. */

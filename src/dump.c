@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sluice.h"
+#include "dns.h"
 #include "nf.h"
 
 static void
@@ -32,6 +33,19 @@ dump_kernel(struct sluice *sl, FILE *fp)
 	sl->nf->dump(fp);
 	fprintf(fp, "\npolicy routing:\n");
 	rt_dump(fp);
+}
+
+/* The nameserver's settings and counters, and every name's address. */
+static void
+dump_dns(struct sluice *sl, FILE *fp)
+{
+	if (sl->dns == NULL)
+		return;
+	dns_server_dump(sl->dns, fp);
+	if (sl->resolv_active)
+		fprintf(fp, "  system resolver: %s\n",
+		    resolv_kind_name(sl->resolv_kind));
+	intercept_dump(sl->icpt, fp);
 }
 
 static void
@@ -66,6 +80,7 @@ sluice_dump(struct sluice *sl, FILE *fp)
 	fprintf(fp, "\n");
 	dump_listeners(sl, fp);
 	dump_kernel(sl, fp);
+	dump_dns(sl, fp);
 	dump_flows(sl, fp);
 	dump_counters(sl, fp);
 }

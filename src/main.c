@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sluice.h"
+#include "dns.h"
 #include "log.h"
 #include "nf.h"
 
@@ -92,7 +93,7 @@ cmd_cleanup(struct cli_opts *o, int argc, char **argv)
 	struct config *conf;
 	uint32_t table = 100;
 	pid_t holder;
-	int fd;
+	int fd, rc;
 
 	if (!tproxy_privileged()) {
 		fprintf(stderr, "sluice: cleanup needs root or CAP_NET_ADMIN\n");
@@ -111,14 +112,17 @@ cmd_cleanup(struct cli_opts *o, int argc, char **argv)
 		    o->state_dir);
 		return EXIT_FAIL;
 	}
-	if (nf_cleanup_all(table) == -1) {
-		pidlock_release(fd, o->state_dir);
+	/* The resolver first: users must get their DNS back whatever else. */
+	rc = resolv_cleanup(o->state_dir);
+	if (nf_cleanup_all(table) == -1)
+		rc = -1;
+	pidlock_release(fd, o->state_dir);
+	if (rc == -1) {
 		fprintf(stderr, "sluice: cleanup was incomplete (see above)\n");
 		return EXIT_FAIL;
 	}
-	pidlock_release(fd, o->state_dir);
-	printf("removed sluice's interception rules, routes and policy "
-	    "rules\n");
+	printf("removed sluice's interception rules, routes, policy rules "
+	    "and resolver changes\n");
 	return 0;
 }
 

@@ -223,6 +223,7 @@ void		 cli_usage(FILE *);
 struct event_base;
 struct event;
 struct listener;
+struct dns_server;
 struct flow;
 struct pipe_pool;
 TAILQ_HEAD(flow_list, flow);
@@ -235,6 +236,38 @@ struct counters {
 	uint64_t	accept_paused;	/* times accept backed off (fd limits) */
 	uint64_t	bytes_up, bytes_down;	/* of finished flows */
 };
+
+/*
+ * intercept.c: the main thread's table of addresses that the nameserver
+ * handed out (pool) or passed on (hostnames: real), each with the name
+ * and service it was intercepted for. The accept path looks services up
+ * here when no configured address matches.
+ */
+struct intercepts;
+struct nf_extra;
+struct intercepts *intercept_new(void);
+void		 intercept_free(struct intercepts *);
+/* 1 if added or changed, 0 if already so, -1 on error. */
+int		 intercept_add(struct intercepts *, const char *name,
+		    const char *service, const struct cidr *, int pool,
+		    int listed);
+/* Changes since the last settle or rollback are a batch. */
+void		 intercept_settle(struct intercepts *);
+void		 intercept_rollback(struct intercepts *,
+		    void (*undo)(const struct cidr *, int pool));
+/* 1 if it was there, 2 if only listed (never intercepted), else 0. */
+int		 intercept_del(struct intercepts *, const char *name,
+		    const struct cidr *);
+struct service	*intercept_match(const struct intercepts *,
+		    const struct config *, int proto,
+		    const struct sockaddr *dst, const struct sockaddr *src);
+/* nf_rules_build()'s extras for conf; the caller frees *out. */
+int		 intercept_extras(const struct intercepts *,
+		    const struct config *, struct nf_extra **out, size_t *n);
+void		 intercept_foreach(const struct intercepts *, void (*)(void *,
+		    const char *name, const struct cidr *), void *);
+size_t		 intercept_count(const struct intercepts *);
+void		 intercept_dump(const struct intercepts *, FILE *);
 
 struct sluice {
 	struct event_base	*base;
@@ -256,6 +289,12 @@ struct sluice {
 	struct timespec		 conf_mtime;	/* to notice edits */
 	off_t			 conf_size;
 	int			 exit_code;
+	struct dns_server	*dns;		/* NULL: no names to serve */
+	struct intercepts	*icpt;		/* addresses handed out */
+	int			 dns_dirty;	/* rules to apply at the commit */
+	int			 hosts_dirty;	/* hosts-file names changed */
+	int			 resolv_active;	/* resolv_setup() done */
+	int			 resolv_kind;	/* what it used (enum resolv_kind) */
 };
 
 /*

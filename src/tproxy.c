@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The tproxy mode: transparent listeners, kernel interception, dispatch. */
+/* The tproxy mode: transparent listeners, interception, the nameserver. */
 #include "config.h"
 
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <linux/capability.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "sluice.h"
+#include "dns.h"
 #include "log.h"
 #include "nf.h"
 
@@ -45,6 +48,9 @@ tproxy_accept(int fd, const struct sockaddr *peer, void *arg)
 	}
 	sl->stats.accepted++;
 	svc = svc_match(sl->conf, PROTO_TCP, (struct sockaddr *)&orig, peer);
+	if (svc == NULL)	/* an address the nameserver handed out? */
+		svc = intercept_match(sl->icpt, sl->conf, PROTO_TCP,
+		    (struct sockaddr *)&orig, peer);
 	if (svc == NULL) {
 		sl->stats.unmatched++;
 		log_debug("tcp %s -> %s: no service matches, reset",
@@ -69,34 +75,20 @@ tproxy_params(struct sluice *sl, struct nf_params *p)
 		memcpy(&p->tcp6, listener_addr(sl->tcp6), sizeof(p->tcp6));
 }
 
-/* Hostnames need the nameserver, which this build does not have yet. */
-static void
-tproxy_warn_names(const struct config *conf)
-{
-	const struct service *svc;
-	size_t i;
-
-	TAILQ_FOREACH(svc, &conf->services, entry)
-		for (i = 0; i < svc->naddrs; i++)
-			if (svc->addrs[i].is_name)
-				log_warnx("service %s: hostname %s%s is not "
-				    "intercepted: the nameserver is not "
-				    "available in this version", svc->name,
-				    svc->addrs[i].wildcard ? "*." : "",
-				    svc->addrs[i].name);
-}
-
 /* Replaces the kernel's rules with conf's; the old ones stay on failure. */
 static int
 tproxy_install(struct sluice *sl, const struct config *conf)
 {
 	struct nf_params params;
 	struct nf_rule *rules = NULL;
-	size_t n = 0;
+	struct nf_extra *extra = NULL;
+	size_t n = 0, nextra = 0;
 	int rc;
 
-	if (nf_rules_build(conf, NULL, 0, &rules, &n) == -1) {
+	if (intercept_extras(sl->icpt, conf, &extra, &nextra) == -1 ||
+	    nf_rules_build(conf, extra, nextra, &rules, &n) == -1) {
 		log_warnx("cannot build interception rules");
+		free(extra);
 		return -1;
 	}
 	tproxy_params(sl, &params);
@@ -104,8 +96,12 @@ tproxy_install(struct sluice *sl, const struct config *conf)
 	params.bypass_mark = conf->bypass_mark;
 	rc = sl->nf->apply(&params, rules, n);
 	free(rules);
-	if (rc == 0)
+	free(extra);
+	if (rc == 0 && nextra == 0)
 		log_info("interception: %zu rules via %s", n, sl->nf->name);
+	else if (rc == 0)
+		log_debug("interception: %zu rules via %s (%zu addresses of "
+		    "names)", n, sl->nf->name, nextra);
 	return rc;
 }
 
@@ -127,6 +123,302 @@ tproxy_listen(struct sluice *sl)
 	return 0;
 }
 
+/* ---- the nameserver ---- */
+
+/* The nameserver runs when some service intercepts a host name. */
+static int
+tproxy_has_names(const struct config *conf)
+{
+	const struct service *svc;
+	size_t i;
+
+	TAILQ_FOREACH(svc, &conf->services, entry)
+		for (i = 0; svc->has_intercept && i < svc->naddrs; i++)
+			if (svc->addrs[i].is_name)
+				return 1;
+	return 0;
+}
+
+struct hosts_vec {
+	struct resolv_entry	*v;
+	size_t			 n, cap;
+};
+
+static void
+tproxy_hosts_add(void *arg, const char *name, const struct cidr *addr)
+{
+	struct hosts_vec *h = arg;
+
+	if (h->n < h->cap) {
+		h->v[h->n].name = name;
+		h->v[h->n].addr = *addr;
+		h->n++;
+	}
+}
+
+/*
+ * A hosts file cannot ask: it lists every name that has an address. Before
+ * the resolver setup (force), the names are handed over in case it picks
+ * a hosts file.
+ */
+static void
+tproxy_hosts_publish(struct sluice *sl, int force)
+{
+	struct hosts_vec h;
+
+	if (!force && (!sl->resolv_active || sl->resolv_kind != RESOLV_HOSTS))
+		return;
+	h.n = 0;
+	h.cap = intercept_count(sl->icpt);
+	if ((h.v = calloc(h.cap + 1, sizeof(*h.v))) == NULL) {
+		log_warn("dns: hosts file");
+		return;
+	}
+	intercept_foreach(sl->icpt, tproxy_hosts_add, &h);
+	if (resolv_update_hosts(h.v, h.n) == -1)
+		log_warnx("dns: cannot update the hosts file block");
+	free(h.v);
+}
+
+static int
+tproxy_release(struct sluice *sl, const char *name, const struct cidr *addr,
+    int pool)
+{
+	int rc;
+
+	if ((rc = intercept_del(sl->icpt, name, addr)) == 0)
+		return 0;
+	if (rc == 1 && pool)
+		(void)rt_local_del(addr);
+	if (rc == 1)
+		sl->dns_dirty = 1;
+	sl->hosts_dirty = 1;
+	return 0;
+}
+
+static void
+tproxy_undo(const struct cidr *addr, int pool)
+{
+	if (pool)
+		(void)rt_local_del(addr);
+}
+
+/* The end of a batch: one rule set for all of its changes. */
+static int
+tproxy_commit(struct sluice *sl)
+{
+	int rc = 0;
+
+	if (sl->dns_dirty && tproxy_install(sl, sl->conf) == -1) {
+		log_warnx("dns: interception of new names failed; their "
+		    "queries get SERVFAIL");
+		intercept_rollback(sl->icpt, tproxy_undo);
+		(void)tproxy_install(sl, sl->conf);
+		rc = -1;
+	} else
+		intercept_settle(sl->icpt);
+	sl->dns_dirty = 0;
+	if (sl->hosts_dirty)
+		tproxy_hosts_publish(sl, 0);
+	sl->hosts_dirty = 0;
+	return rc;
+}
+
+/*
+ * dns_intercept_cb: the resolver thread waits for this before an answer
+ * carrying addr leaves. Pool addresses get their local route at once; the
+ * rules of a whole batch are applied by the commit (name NULL), so that a
+ * burst of new names costs one rule set, not one each. svc NULL is the
+ * self-test's name, listed (hosts file) but not intercepted.
+ */
+static int
+tproxy_intercept(void *arg, int add, const char *name,
+    const struct service *svc, const struct cidr *addr, int pool)
+{
+	struct sluice *sl = arg;
+	char buf[INET6_ADDRSTRLEN];
+	int rc;
+
+	if (name == NULL)
+		return tproxy_commit(sl);
+	if (!add)
+		return tproxy_release(sl, name, addr, pool);
+	if (svc != NULL && (sl->tcp4 == NULL ||
+	    listener_addr(sl->tcp4)->sa_family != addr->family)) {
+		log_warnx("dns: %s: no transparent listener for %s", name,
+		    inet_ntop(addr->family, addr->addr, buf, sizeof(buf)));
+		return -1;
+	}
+	rc = intercept_add(sl->icpt, name, svc != NULL ? svc->name : "", addr,
+	    pool, svc == NULL);
+	if (rc <= 0)
+		return rc;
+	if (svc != NULL && pool && rt_local_add(addr) == -1) {
+		intercept_del(sl->icpt, name, addr);
+		return -1;
+	}
+	if (svc != NULL)
+		sl->dns_dirty = 1;
+	sl->hosts_dirty = 1;
+	return 0;
+}
+
+/* Where the system resolver should ask: loopback for a wildcard listen. */
+static void
+tproxy_ns(const struct config *conf, struct endpoint *ns)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ns->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ns->ss;
+
+	*ns = conf->dns_listen;
+	if (ns->ss.ss_family == AF_INET &&
+	    sin->sin_addr.s_addr == htonl(INADDR_ANY))
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (ns->ss.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+		sin6->sin6_addr = in6addr_loopback;
+}
+
+static void
+tproxy_self_test_advice(struct sluice *sl, const struct endpoint *ns)
+{
+	char buf[ADDR_STRLEN];
+
+	addr_str((const struct sockaddr *)&ns->ss, buf, sizeof(buf));
+	switch (sl->resolv_kind) {
+	case RESOLV_CONF:
+		log_warnx("dns: to fix: /etc/resolv.conf must list %s first "
+		    "and keep it (NetworkManager or resolvconf may rewrite "
+		    "it), or choose another --resolver", buf);
+		break;
+	case RESOLV_SYSTEMD:
+		log_warnx("dns: to fix: `resolvectl status` must show %s as "
+		    "a DNS server for the service names, and /etc/resolv.conf "
+		    "must point at systemd-resolved", buf);
+		break;
+	case RESOLV_HOSTS:
+		log_warnx("dns: to fix: the \"hosts:\" line of "
+		    "/etc/nsswitch.conf must list \"files\", and "
+		    "dns.resolver must name the hosts file it reads");
+		break;
+	default:
+		log_warnx("dns: to fix: dns.resolver is none, so point the "
+		    "system resolver at %s yourself", buf);
+	}
+	log_warnx("dns: or start with --no-self-test (or dns.self-test: "
+	    "false) to run anyway");
+}
+
+/* A hosts file lists names; it cannot hold "*.suffix". */
+static void
+tproxy_warn_wildcards(const struct config *conf)
+{
+	const struct service *svc;
+	size_t i;
+
+	TAILQ_FOREACH(svc, &conf->services, entry)
+		for (i = 0; svc->has_intercept && i < svc->naddrs; i++)
+			if (svc->addrs[i].is_name && svc->addrs[i].wildcard)
+				log_warnx("service %s: *.%s cannot be listed "
+				    "in a hosts file; only clients that ask "
+				    "this nameserver get its names", svc->name,
+				    svc->addrs[i].name);
+}
+
+/*
+ * The domains systemd-resolved sends to us: each exact name and wildcard
+ * suffix (a routing domain covers its subdomains), and the self-test's.
+ */
+static void
+tproxy_domains(const struct config *conf)
+{
+	const struct service *svc;
+	const char **v;
+	size_t i, n = 1;
+
+	TAILQ_FOREACH(svc, &conf->services, entry)
+		n += svc->naddrs;
+	if ((v = calloc(n, sizeof(*v))) == NULL) {
+		log_warn("dns: routing domains");
+		return;
+	}
+	n = 0;
+	v[n++] = DNS_SELF_TEST_DOMAIN;
+	TAILQ_FOREACH(svc, &conf->services, entry)
+		for (i = 0; svc->has_intercept && i < svc->naddrs; i++)
+			if (svc->addrs[i].is_name)
+				v[n++] = svc->addrs[i].name;
+	if (resolv_update_domains(v, n) == -1)
+		log_warnx("dns: cannot set the routing domains");
+	free(v);
+}
+
+/* Points the system resolver at the nameserver. */
+static int
+tproxy_resolver(struct sluice *sl, const struct endpoint *ns)
+{
+	const struct config *conf = sl->conf;
+	int kind;
+
+	tproxy_domains(conf);
+	tproxy_hosts_publish(sl, 1);
+	if ((kind = resolv_setup(conf->dns_resolver, ns, sl->state_dir)) ==
+	    -1) {
+		log_warnx("dns: cannot point the system resolver at the "
+		    "nameserver (dns.resolver %s)", conf->dns_resolver);
+		return -1;
+	}
+	sl->resolv_active = 1;
+	sl->resolv_kind = kind;
+	log_info("dns: system resolver: %s", resolv_kind_name(kind));
+	if (kind == RESOLV_HOSTS)
+		tproxy_warn_wildcards(conf);
+	return 0;
+}
+
+static int
+tproxy_dns_start(struct sluice *sl, int self_test)
+{
+	struct endpoint ns;
+
+	sl->dns = dns_server_start(sl->base, sl->conf, sl->state_dir,
+	    tproxy_intercept, sl);
+	if (sl->dns == NULL)
+		return EX_UNAVAILABLE;
+	tproxy_ns(sl->conf, &ns);
+	if (tproxy_resolver(sl, &ns) == -1)
+		return EX_UNAVAILABLE;
+	if (!self_test || !sl->conf->dns_self_test)
+		return 0;
+	if (dns_server_self_test(sl->dns) == -1) {
+		tproxy_self_test_advice(sl, &ns);
+		return EX_UNAVAILABLE;
+	}
+	return 0;
+}
+
+/* Users must never be left without DNS: the resolver goes back first. */
+static void
+tproxy_dns_stop(struct sluice *sl)
+{
+	if (sl->resolv_active) {
+		if (resolv_restore(sl->state_dir) == -1)
+			log_warnx("dns: the system resolver configuration "
+			    "could not be restored; `sluice cleanup` tries "
+			    "again");
+		else
+			log_info("dns: system resolver configuration "
+			    "restored");
+		sl->resolv_active = 0;
+	}
+	if (sl->dns != NULL) {
+		dns_server_stop(sl->dns);
+		sl->dns = NULL;
+	}
+}
+
+/* ---- the mode ---- */
+
 static int
 tproxy_start(struct sluice *sl)
 {
@@ -139,16 +431,25 @@ tproxy_start(struct sluice *sl)
 	}
 	/* A crash leaves rules behind; they are ours, tagged, so remove them. */
 	nf_cleanup_all(conf->route_table);
+	if (resolv_cleanup(sl->state_dir) == -1)
+		log_warnx("dns: a previous run's resolver changes could not "
+		    "be undone");
+	if ((sl->icpt = intercept_new()) == NULL)
+		fatalx("out of memory");
 	if ((rc = tproxy_listen(sl)) != 0)
 		return rc;
-	tproxy_warn_names(conf);
 	if (tproxy_install(sl, conf) == -1 ||
 	    rt_setup(conf->mark, conf->route_table) == -1) {
 		log_warnx("cannot install interception (is the kernel's TPROXY "
 		    "support available?)");
 		return EX_UNAVAILABLE;
 	}
-	return 0;
+	if (!tproxy_has_names(conf)) {
+		log_info("dns: no service intercepts a host name; the "
+		    "nameserver is off");
+		return 0;
+	}
+	return tproxy_dns_start(sl, 1);
 }
 
 /* Settings that the kernel state and listeners were built from. */
@@ -167,6 +468,29 @@ tproxy_keep_fixed(const struct config *old, struct config *conf)
 	}
 }
 
+/* The nameserver's socket, pool and resolver edit stay as they are. */
+static int
+tproxy_keep_dns(const struct config *old, struct config *conf)
+{
+	char *resolver;
+
+	if (memcmp(&old->dns_listen, &conf->dns_listen,
+	    sizeof(old->dns_listen)) == 0 &&
+	    memcmp(&old->dns_range, &conf->dns_range,
+	    sizeof(old->dns_range)) == 0 &&
+	    strcmp(old->dns_resolver, conf->dns_resolver) == 0)
+		return 0;
+	if ((resolver = strdup(old->dns_resolver)) == NULL)
+		return -1;
+	log_warnx("reload: dns listen, ip-range and resolver changes take "
+	    "effect after a restart");
+	conf->dns_listen = old->dns_listen;
+	conf->dns_range = old->dns_range;
+	free(conf->dns_resolver);
+	conf->dns_resolver = resolver;
+	return 0;
+}
+
 static int
 tproxy_reload(struct sluice *sl, struct config *conf)
 {
@@ -174,22 +498,33 @@ tproxy_reload(struct sluice *sl, struct config *conf)
 	size_t n;
 
 	tproxy_keep_fixed(old, conf);
-	if (tproxy_install(sl, conf) == -1) {
+	if (tproxy_keep_dns(old, conf) == -1 ||
+	    tproxy_install(sl, conf) == -1) {
 		log_warnx("reload: keeping the running configuration");
 		conf_unref(conf);
 		return -1;
 	}
-	tproxy_warn_names(conf);
 	sl->conf = conf;
 	conf_unref(old);
 	if ((n = flow_close_orphans(sl)) > 0)
 		log_info("reload: %zu flows of removed services reset", n);
+	if (sl->dns != NULL) {
+		if (sl->resolv_active)
+			tproxy_domains(conf);
+		dns_server_reload(sl->dns, conf);
+	}
+	else if (tproxy_has_names(conf) && tproxy_dns_start(sl, 0) != 0) {
+		log_warnx("reload: the nameserver cannot start; host names "
+		    "are not intercepted");
+		tproxy_dns_stop(sl);
+	}
 	return 0;
 }
 
 static void
 tproxy_stop(struct sluice *sl)
 {
+	tproxy_dns_stop(sl);
 	flow_free_all(sl);
 	if (sl->tcp4 != NULL)
 		listener_free(sl->tcp4);
@@ -200,6 +535,8 @@ tproxy_stop(struct sluice *sl)
 		nf_cleanup_all(sl->conf->route_table);
 		log_info("interception rules, routes and policy rules removed");
 	}
+	intercept_free(sl->icpt);
+	sl->icpt = NULL;
 }
 
 const struct mode mode_tproxy = {

@@ -15,6 +15,10 @@ T_NETNS=""
 T_PIDS=""
 T_TMP=$(mktemp -d /tmp/sluice-test.XXXXXX)
 chmod 755 "$T_TMP"	# servers' unprivileged workers read files here
+# sluice must never reach the machine's systemd-resolved from a test; tests
+# that use the nameserver give their namespace its own resolv.conf and hosts
+# (t/dns-lib.sh).
+export SLUICE_SYSTEMD_RUN="$T_TMP/no-systemd" SLUICE_SYSTEMCTL=false
 # Clients talk to the test's own addresses, never through a proxy.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
