@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -562,23 +561,6 @@ write_entries(const struct pool *p, FILE *fp)
 	return 0;
 }
 
-/* fsync of the directory, so that the rename itself is durable. */
-static void
-sync_dir(const char *path)
-{
-	char buf[PATH_MAX];
-	int fd;
-
-	if (strlen(path) >= sizeof(buf))
-		return;
-	strcpy(buf, path);
-	if ((fd = open(dirname(buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
-	    -1)
-		return;
-	(void)fsync(fd);
-	close(fd);
-}
-
 int
 pool_save(struct pool *p)
 {
@@ -609,7 +591,7 @@ pool_save(struct pool *p)
 	fp = NULL;
 	if (rename(tmp, p->path) == -1)
 		goto done;
-	sync_dir(p->path);
+	sync_parent_dir(p->path);
 	p->dirty = 0;
 	rc = 0;
 done:

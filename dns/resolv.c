@@ -324,22 +324,6 @@ write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-static void
-sync_dir(const char *path)
-{
-	char buf[PATH_MAX];
-	int fd;
-
-	if (strlen(path) >= sizeof(buf))
-		return;
-	strcpy(buf, path);
-	if ((fd = open(dirname(buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
-	    -1)
-		return;
-	(void)fsync(fd);
-	close(fd);
-}
-
 /*
  * Rewrites the file where it is. Written first and truncated after, so
  * the file is never empty on the way; used where rename cannot work.
@@ -419,7 +403,7 @@ write_file(const char *path, const struct text *t, const struct stat *like,
 		(void)unlink(tmp);
 		return write_in_place(path, t);
 	}
-	sync_dir(path);
+	sync_parent_dir(path);
 	return 0;
 fail:
 	saved = errno;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,6 +49,26 @@ state_dir_prepare(const char *dir)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * fsync of the directory holding path, so that a rename into it is
+ * durable (state files, resolver backups).
+ */
+void
+sync_parent_dir(const char *path)
+{
+	char buf[PATH_MAX];
+	int fd;
+
+	if (strlen(path) >= sizeof(buf))
+		return;
+	strcpy(buf, path);
+	if ((fd = open(dirname(buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
+	    -1)
+		return;
+	(void)fsync(fd);
+	close(fd);
 }
 
 static int

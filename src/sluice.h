@@ -388,6 +388,7 @@ void	sluice_dump(struct sluice *, FILE *);
 
 /* lifecycle.c: state dir, pid lock; daemon_main above. */
 int	state_dir_prepare(const char *dir);
+void	sync_parent_dir(const char *path);
 /* Returns a locked fd, or -1 (errno EWOULDBLOCK: another instance). */
 int	pidlock_acquire(const char *dir, pid_t *holder);
 void	pidlock_release(int fd, const char *dir);
