@@ -190,8 +190,9 @@ set_port53(struct endpoint *ep, const struct cidr *c)
  * "[2606:4700::1111]:53": the port defaults to 53.
  */
 static int
-parse_upstream(struct cparse *p, const yaml_node_t *n, struct endpoint *ep)
+upstream_item(struct cparse *p, yaml_node_t *n, void *slot)
 {
+	struct endpoint *ep = slot;
 	const char *expect = "ADDR or ADDR:PORT", *s, *why;
 	const char *why_ip = "bad ip address";
 	char ip[INET6_ADDRSTRLEN + 2];
@@ -225,19 +226,9 @@ h_upstream(struct cparse *p, yaml_node_t *n, const struct key *k,
     void *obj)
 {
 	struct config *c = p->conf;
-	struct list l;
-	yaml_node_t *it;
-	size_t i;
 
-	if (conf_list_open(p, n, &l) == -1 || l.n == 0)
-		return;
-	c->dns_upstream = conf_calloc(p, l.n, sizeof(*c->dns_upstream));
-	if (c->dns_upstream == NULL)
-		return;
-	for (i = 0; i < l.n && (it = conf_list_item(p, &l, i)) != NULL; i++)
-		if (parse_upstream(p, it, &c->dns_upstream[c->ndns_upstream])
-		    == 0)
-			c->ndns_upstream++;
+	conf_list_parse(p, n, 0, (void **)&c->dns_upstream,
+	    &c->ndns_upstream, sizeof(*c->dns_upstream), upstream_item);
 }
 
 static void
@@ -339,8 +330,9 @@ looks_numeric(const char *s)
 }
 
 static int
-parse_svc_addr(struct cparse *p, const yaml_node_t *n, struct svc_addr *a)
+parse_svc_addr(struct cparse *p, yaml_node_t *n, void *slot)
 {
+	struct svc_addr *a = slot;
 	const char *expect = "a hostname, *.domain or CIDR", *s, *why;
 
 	if ((s = conf_scalar(p, n, expect)) == NULL)
@@ -361,40 +353,32 @@ h_addresses(struct cparse *p, yaml_node_t *n, const struct key *k,
     void *obj)
 {
 	struct service *s = obj;
-	struct list l;
-	yaml_node_t *it;
-	size_t i;
 
-	if (conf_list_nonempty(p, n, &l) == -1)
-		return;
-	if ((s->addrs = conf_calloc(p, l.n, sizeof(*s->addrs))) == NULL)
-		return;
-	for (i = 0; i < l.n && (it = conf_list_item(p, &l, i)) != NULL; i++)
-		if (parse_svc_addr(p, it, &s->addrs[s->naddrs]) == 0)
-			s->naddrs++;
+	conf_list_parse(p, n, 1, (void **)&s->addrs, &s->naddrs,
+	    sizeof(*s->addrs), parse_svc_addr);
+}
+
+static int
+port_item(struct cparse *p, yaml_node_t *n, void *slot)
+{
+	const char *expect = "PORT or LO-HI", *v, *why;
+
+	if ((v = conf_scalar(p, n, expect)) == NULL)
+		return -1;
+	if (addr_parse_port_range(v, slot, &why) == -1) {
+		conf_bad_value(p, n, expect, why);
+		return -1;
+	}
+	return 0;
 }
 
 static void
 h_ports(struct cparse *p, yaml_node_t *n, const struct key *k, void *obj)
 {
-	const char *expect = "PORT or LO-HI", *v, *why;
 	struct service *s = obj;
-	struct list l;
-	yaml_node_t *it;
-	size_t i;
 
-	if (conf_list_nonempty(p, n, &l) == -1)
-		return;
-	if ((s->ports = conf_calloc(p, l.n, sizeof(*s->ports))) == NULL)
-		return;
-	for (i = 0; i < l.n && (it = conf_list_item(p, &l, i)) != NULL; i++) {
-		if ((v = conf_scalar(p, it, expect)) == NULL)
-			continue;
-		if (addr_parse_port_range(v, &s->ports[s->nports], &why) == 0)
-			s->nports++;
-		else
-			conf_bad_value(p, it, expect, why);
-	}
+	conf_list_parse(p, n, 1, (void **)&s->ports, &s->nports,
+	    sizeof(*s->ports), port_item);
 }
 
 static void
@@ -438,24 +422,22 @@ h_direct(struct cparse *p, yaml_node_t *n, const struct key *k, void *obj)
 		s->fwd = FWD_DIRECT;
 }
 
+static int
+tunnel_item(struct cparse *p, yaml_node_t *n, void *slot)
+{
+	return conf_endpoint(p, n, 0, "ADDR:PORT", slot);
+}
+
 static void
 h_tunnel(struct cparse *p, yaml_node_t *n, const struct key *k, void *obj)
 {
 	struct service *s = obj;
-	struct list l;
-	yaml_node_t *it;
-	size_t i;
 
 	svc_nodes(p)->tunnel = n;
-	if (conf_list_nonempty(p, n, &l) == -1)
-		return;
-	if ((s->tunnel = conf_calloc(p, l.n, sizeof(*s->tunnel))) == NULL)
-		return;
-	s->fwd = FWD_TUNNEL;
-	for (i = 0; i < l.n && (it = conf_list_item(p, &l, i)) != NULL; i++)
-		if (conf_endpoint(p, it, 0, "ADDR:PORT",
-		    &s->tunnel[s->ntunnel]) == 0)
-			s->ntunnel++;
+	conf_list_parse(p, n, 1, (void **)&s->tunnel, &s->ntunnel,
+	    sizeof(*s->tunnel), tunnel_item);
+	if (s->tunnel != NULL)
+		s->fwd = FWD_TUNNEL;
 }
 
 static void
@@ -517,28 +499,29 @@ valid_identity(const char *s)
 	return i > 0 && i <= NAME_MAX_LEN;
 }
 
+static int
+allow_item(struct cparse *p, yaml_node_t *n, void *slot)
+{
+	const char *expect = "an identity name or glob", *v;
+	char **name = slot;
+
+	if ((v = conf_scalar(p, n, expect)) == NULL)
+		return -1;
+	if (!valid_identity(v)) {
+		conf_bad_value(p, n, expect, "1 to 64 printable characters, "
+		    "no blanks");
+		return -1;
+	}
+	return (*name = conf_strdup(p, v)) != NULL ? 0 : -1;
+}
+
 static void
 h_allow(struct cparse *p, yaml_node_t *n, const struct key *k, void *obj)
 {
-	const char *expect = "an identity name or glob", *v;
 	struct service *s = obj;
-	struct list l;
-	yaml_node_t *it;
-	size_t i;
 
-	if (conf_list_nonempty(p, n, &l) == -1)
-		return;
-	if ((s->allow = conf_calloc(p, l.n, sizeof(*s->allow))) == NULL)
-		return;
-	for (i = 0; i < l.n && (it = conf_list_item(p, &l, i)) != NULL; i++) {
-		if ((v = conf_scalar(p, it, expect)) == NULL)
-			continue;
-		if (!valid_identity(v))
-			conf_bad_value(p, it, expect, "1 to 64 printable "
-			    "characters, no blanks");
-		else if ((s->allow[s->nallow] = conf_strdup(p, v)) != NULL)
-			s->nallow++;
-	}
+	conf_list_parse(p, n, 1, (void **)&s->allow, &s->nallow,
+	    sizeof(*s->allow), allow_item);
 }
 
 static int

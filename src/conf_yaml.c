@@ -585,21 +585,37 @@ conf_cidr(struct cparse *p, const yaml_node_t *n, const char *expect,
 }
 
 void
-conf_cidr_list(struct cparse *p, yaml_node_t *n, struct cidr **out,
-    size_t *nout)
+conf_list_parse(struct cparse *p, yaml_node_t *n, int nonempty, void **arr,
+    size_t *count, size_t elsize, conf_item_fn item)
 {
 	struct list l;
 	yaml_node_t *it;
+	char *slots;
 	size_t i;
 
-	if (conf_list_open(p, n, &l) == -1 || l.n == 0)
+	if (nonempty ? conf_list_nonempty(p, n, &l) == -1 :
+	    conf_list_open(p, n, &l) == -1 || l.n == 0)
 		return;
-	if ((*out = conf_calloc(p, l.n, sizeof(**out))) == NULL)
+	if ((slots = conf_calloc(p, l.n, elsize)) == NULL)
 		return;
+	*arr = slots;
 	for (i = 0; i < l.n && (it = conf_list_item(p, &l, i)) != NULL; i++)
-		if (conf_cidr(p, it, "a CIDR or IP address",
-		    &(*out)[*nout]) == 0)
-			(*nout)++;
+		if (item(p, it, slots + *count * elsize) == 0)
+			(*count)++;
+}
+
+static int
+cidr_item(struct cparse *p, yaml_node_t *n, void *slot)
+{
+	return conf_cidr(p, n, "a CIDR or IP address", slot);
+}
+
+void
+conf_cidr_list(struct cparse *p, yaml_node_t *n, struct cidr **out,
+    size_t *nout)
+{
+	conf_list_parse(p, n, 0, (void **)out, nout, sizeof(**out),
+	    cidr_item);
 }
 
 /* ---- libyaml ---- */

@@ -106,6 +106,14 @@ int		 conf_list_nonempty(struct cparse *, yaml_node_t *,
 		    struct list *);
 /* Item i, or NULL when the walk must stop. */
 yaml_node_t	*conf_list_item(struct cparse *, const struct list *, size_t);
+/*
+ * Parses a list into a new array of elsize-byte slots: item() fills the
+ * next slot from one node and returns 0, or reports and returns -1. An
+ * empty list is an error if nonempty, else leaves *arr NULL.
+ */
+typedef int	(*conf_item_fn)(struct cparse *, yaml_node_t *, void *slot);
+void		 conf_list_parse(struct cparse *, yaml_node_t *, int nonempty,
+		    void **arr, size_t *count, size_t elsize, conf_item_fn);
 
 /*
  * Hands each key's value to its handler, with p->path naming it, and
