@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sluice.h"
 #include "log.h"
@@ -38,12 +39,15 @@ static const char usage_text[] =
 "                       that a previous run left\n"
 "  pki init DIR         create a CA: DIR/ca.crt, DIR/ca.key\n"
 "  pki issue DIR NAME   issue an identity signed by that CA: DIR/NAME.crt, DIR/NAME.key\n"
+"      --days N         validity in days (0 to 36500; default 3650 for the CA,\n"
+"                       365 for an identity)\n"
 "  version              print the version\n";
 
 enum {
 	OPT_STATE_DIR = 256, OPT_REFRESH, OPT_BACKEND, OPT_DNS_LISTEN,
 	OPT_DNS_IP_RANGE, OPT_DNS_UPSTREAM, OPT_RESOLVER, OPT_NO_SELF_TEST,
 	OPT_BIND,
+	OPT_DAYS,
 };
 
 static const struct option long_options[] = {
@@ -59,6 +63,7 @@ static const struct option long_options[] = {
 	{ "resolver",	  required_argument, NULL, OPT_RESOLVER },
 	{ "no-self-test", no_argument,	     NULL, OPT_NO_SELF_TEST },
 	{ "bind",	  required_argument, NULL, OPT_BIND },
+	{ "days",	  required_argument, NULL, OPT_DAYS },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -210,8 +215,33 @@ cli_option(int ch, const char *arg, struct cli_opts *o)
 	case OPT_BIND:
 		o->bind = arg;
 		return 0;
+	case OPT_DAYS:
+		if (parse_uint(arg, 36500, &o->days) == -1)
+			return cli_error("--days takes a number of days (0 to "
+			    "36500), not '%s'", arg);
+		return 0;
 	}
 	return -1;
+}
+
+/*
+ * Users without root run proxy and host too, and cannot create
+ * /run/sluice: their default is their runtime dir, as for user services.
+ */
+static const char *
+default_state_dir(void)
+{
+	static char dir[256];
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0)
+		return SLUICE_DEFAULT_STATEDIR;
+	if (xdg != NULL && xdg[0] == '/' && strlen(xdg) < sizeof(dir) - 8)
+		snprintf(dir, sizeof(dir), "%s/sluice", xdg);
+	else
+		snprintf(dir, sizeof(dir), "/tmp/sluice-%lu",
+		    (unsigned long)geteuid());
+	return dir;
 }
 
 int
@@ -221,10 +251,11 @@ cli_parse(int argc, char **argv, struct cli_opts *o, int *help)
 
 	memset(o, 0, sizeof(*o));
 	o->config = SLUICE_DEFAULT_CONFIG;
-	o->state_dir = SLUICE_DEFAULT_STATEDIR;
+	o->state_dir = default_state_dir();
 	o->verbose = LOG_LVL_INFO;
 	o->refresh = 10;
 	o->backend = -1;
+	o->days = -1;
 	*help = 0;
 	opterr = 0;
 	optind = 1;

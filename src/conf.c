@@ -115,6 +115,8 @@ h_intercept(struct cparse *p, yaml_node_t *n, const struct key *k,
 		    offsetof(struct config, udp_idle_timeout), 1, 86400, 0 },
 		{ "connect-timeout", conf_h_uint,
 		    offsetof(struct config, connect_timeout), 1, 300, 0 },
+		{ "idle-timeout", conf_h_uint,
+		    offsetof(struct config, idle_timeout), 0, 604800, 0 },
 		{ NULL, NULL, 0, 0, 0, 0 }
 	};
 
@@ -287,6 +289,9 @@ h_host(struct cparse *p, yaml_node_t *n, const struct key *k, void *obj)
 	static const struct key keys[] = {
 		{ "listen", conf_h_endpoint,
 		    offsetof(struct config, host_listen), 0, 0, 0 },
+		{ "idle-timeout", conf_h_uint,
+		    offsetof(struct config, host_idle_timeout), 0, 604800,
+		    0 },
 		{ NULL, NULL, 0, 0, 0, 0 }
 	};
 
@@ -618,15 +623,17 @@ check_service(struct cparse *p, struct service *s)
 {
 	struct svc_nodes *sn = svc_nodes(p);
 
-	if (sn->intercept == NULL && sn->host == NULL)
-		conf_err(p, sn->map, "%s: needs an intercept or a host "
-		    "section", p->path);
+	if (sn->intercept == NULL && sn->forward == NULL && sn->host == NULL)
+		conf_err(p, sn->map, "%s: needs an intercept, forward or "
+		    "host section", p->path);
 	if (sn->intercept != NULL && sn->forward == NULL)
 		conf_err(p, sn->intercept, "%s.intercept: needs a forward "
 		    "section", p->path);
-	if (sn->forward != NULL && sn->intercept == NULL)
-		conf_err(p, sn->forward, "%s.forward: needs an intercept "
-		    "section", p->path);
+	/* A forward alone serves `sluice proxy`, which has no original. */
+	if (sn->forward != NULL && sn->intercept == NULL &&
+	    s->fwd == FWD_ORIGINAL)
+		conf_err(p, sn->forward, "%s.forward: original needs an "
+		    "intercept section", p->path);
 }
 
 static struct service *
@@ -820,6 +827,8 @@ conf_new(const char *name)
 	c->route_table = 100;
 	c->udp_idle_timeout = 30;
 	c->connect_timeout = 5;
+	c->idle_timeout = 3600;
+	c->host_idle_timeout = 3600;
 	addr_parse_endpoint("127.0.0.1:53", &c->dns_listen.ss,
 	    &c->dns_listen.len, 0, NULL);
 	addr_parse_cidr("169.254.0.0/16", &c->dns_range, NULL);

@@ -280,8 +280,9 @@ print_intercept(const struct config *c, FILE *fp)
 	    "bypass-mark 0x%x, route-table %u\n", backend_name(c->backend),
 	    addr_str((const struct sockaddr *)&c->listen.ss, buf,
 	    sizeof(buf)), c->mark, c->bypass_mark, c->route_table);
-	fprintf(fp, "           udp-idle-timeout %us, connect-timeout %us\n",
-	    c->udp_idle_timeout, c->connect_timeout);
+	fprintf(fp, "           udp-idle-timeout %us, connect-timeout %us, "
+	    "idle-timeout %us\n", c->udp_idle_timeout, c->connect_timeout,
+	    c->idle_timeout);
 }
 
 static void
@@ -335,7 +336,7 @@ conf_print_summary(const struct config *c, FILE *fp)
 	if (c->has_host) {
 		fputs("host       listen ", fp);
 		put_endpoint(fp, &c->host_listen);
-		fputc('\n', fp);
+		fprintf(fp, ", idle-timeout %us\n", c->host_idle_timeout);
 	}
 	if (c->nservices == 0)
 		return;

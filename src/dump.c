@@ -9,6 +9,7 @@
 #include "sluice.h"
 #include "dns.h"
 #include "nf.h"
+#include "tunnel.h"
 
 static void
 dump_listeners(struct sluice *sl, FILE *fp)
@@ -81,6 +82,14 @@ sluice_dump(struct sluice *sl, FILE *fp)
 	dump_listeners(sl, fp);
 	dump_kernel(sl, fp);
 	dump_dns(sl, fp);
+	if (sl->tunnel != NULL) {
+		fprintf(fp, "\n");
+		tunnel_dump(sl->tunnel, fp);
+	}
+	if (sl->host != NULL) {
+		fprintf(fp, "\n");
+		host_dump(sl->host, fp);
+	}
 	dump_flows(sl, fp);
 	dump_counters(sl, fp);
 }

@@ -17,6 +17,7 @@
 
 #include "sluice.h"
 #include "log.h"
+#include "tunnel.h"
 
 #define FLOW_CONNECT_TIMEOUT	10	/* seconds, if the config has 0 */
 
@@ -39,6 +40,10 @@ struct flow {
 	int			 clean;	/* both directions saw EOF */
 	struct relay		*relay;	/* NULL while connecting */
 	struct event		 dial;	/* EV_WRITE, connect timeout */
+	/* forward: tunnel; ufd is then the tunnel connection's socket. */
+	struct tunnel_req	*treq;	/* while the tunnel opens */
+	SSL			*ssl;
+	struct relay_tls	*trelay;
 };
 
 /* Both endpoints and the upstream, for messages. */
@@ -65,6 +70,8 @@ flow_addr_set(union flow_addr *u, const struct sockaddr *sa)
 		memcpy(u, sa, len);
 }
 
+static int	flow_refuse(struct flow *, const char *);
+
 static double
 flow_age(const struct flow *f)
 {
@@ -86,9 +93,15 @@ flow_dial_failed(struct flow *f, const char *what, const char *why)
 	int saved = errno;
 
 	flow_names(f, &n);
-	log_warnx("flow %llu %s: %s -> %s: upstream %s: %s: %s",
-	    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
-	    n.upstream, what, why);
+	/* A tunnel that never opened has no upstream: the reason says who. */
+	if (f->upstream.sa.sa_family == AF_UNSPEC)
+		log_warnx("flow %llu %s: %s -> %s: %s: %s",
+		    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
+		    what, why);
+	else
+		log_warnx("flow %llu %s: %s -> %s: upstream %s: %s: %s",
+		    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
+		    n.upstream, what, why);
 	f->sl->stats.dial_failed++;
 	flow_free(f);
 	errno = saved;
@@ -171,6 +184,11 @@ flow_connect_timeout(const struct flow *f)
 	    FLOW_CONNECT_TIMEOUT;
 }
 
+/*
+ * The dial event waits for readable too: a failed connect is both, a
+ * completed one only writable (unless the upstream spoke at once), so
+ * the common case needs no getsockopt(SO_ERROR).
+ */
 static void
 flow_connected(evutil_socket_t fd, short what, void *arg)
 {
@@ -185,13 +203,19 @@ flow_connected(evutil_socket_t fd, short what, void *arg)
 		flow_dial_failed(f, "connect", why);
 		return;
 	}
-	if (getsockopt(f->ufd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+	if ((what & (EV_READ | EV_CLOSED)) &&
+	    getsockopt(f->ufd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
 	if (err != 0) {
 		flow_dial_failed(f, "connect", strerror(err));
 		return;
 	}
-	flow_open(f);
+	/*
+	 * The relay's read event on ufd joins the dial's registration
+	 * before the dial leaves it: one epoll change instead of two.
+	 */
+	if (flow_open(f) == 0)
+		event_del(&f->dial);
 }
 
 /* Options of the upstream socket; 0, or -1 after flow_dial_failed(). */
@@ -235,9 +259,95 @@ flow_dial(struct flow *f, const struct sockaddr *dst)
 		return flow_open(f);
 	if (errno != EINPROGRESS)
 		return flow_dial_failed(f, "connect", strerror(errno));
-	if (event_assign(&f->dial, f->sl->base, f->ufd, EV_WRITE,
-	    flow_connected, f) == -1 || event_add(&f->dial, &tv) == -1)
+	/*
+	 * A nearby upstream (loopback, a container) has usually answered
+	 * by the time connect() returns: asking again is cheaper than a
+	 * round through the poller, and a refusal shows here too.
+	 */
+	if (connect(f->ufd, dst, addr_len(dst)) == 0 || errno == EISCONN)
+		return flow_open(f);
+	if (errno != EALREADY && errno != EINPROGRESS)
+		return flow_dial_failed(f, "connect", strerror(errno));
+	/* Registered as the relay will want ufd (see flow_connected). */
+	if (event_assign(&f->dial, f->sl->base, f->ufd, EV_READ | EV_WRITE |
+	    EV_CLOSED | EV_PERSIST, flow_connected, f) == -1 ||
+	    event_add(&f->dial, &tv) == -1)
 		return flow_dial_failed(f, "connect", "cannot add event");
+	return 0;
+}
+
+/* ---- forward: tunnel ---- */
+
+static void
+flow_tunnel_done(struct relay_tls *r, void *arg)
+{
+	struct flow *f = arg;
+	struct flow_names n;
+	uint64_t up, down;
+	const char *detail;
+	char how[200];
+	int err, side;
+
+	err = relay_tls_error(r, &side, &detail);
+	f->clean = err == 0;
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		if (err == 0)
+			snprintf(how, sizeof(how), "closed");
+		else
+			snprintf(how, sizeof(how), "reset: %s: %s%s%s",
+			    side == 0 ? "client" : side == 1 ? "tunnel" :
+			    "relay", strerror(err), *detail ? ": " : "",
+			    detail);
+		relay_tls_bytes(r, &up, &down);
+		flow_names(f, &n);
+		log_debug("flow %llu %s: %s -> %s %s: up %llu down %llu bytes "
+		    "in %.2f s", (unsigned long long)f->id, f->svc->name,
+		    n.client, n.orig, how, (unsigned long long)up,
+		    (unsigned long long)down, flow_age(f));
+	}
+	flow_free(f);
+}
+
+static void
+flow_tunnel_ready(void *arg, SSL *ssl, const uint8_t *pre, size_t npre,
+    const struct sockaddr *host, int status, const char *reason)
+{
+	struct flow *f = arg;
+	struct flow_names n;
+
+	f->treq = NULL;
+	if (ssl == NULL) {
+		flow_dial_failed(f, "tunnel", reason);
+		return;
+	}
+	f->ssl = ssl;
+	f->ufd = SSL_get_fd(ssl);
+	flow_addr_set(&f->upstream, host);
+	f->trelay = relay_tls_new(f->sl->base, f->cfd, ssl, pre, npre,
+	    f->conf->idle_timeout, flow_tunnel_done, f);
+	if (f->trelay == NULL) {
+		flow_dial_failed(f, "relay", strerror(errno));
+		return;
+	}
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		flow_names(f, &n);
+		log_debug("flow %llu %s: %s -> %s: open via tunnel %s",
+		    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
+		    n.upstream);
+	}
+}
+
+static int
+flow_tunnel(struct flow *f)
+{
+	const char *why;
+
+	if (f->sl->tunnel == NULL)
+		return flow_refuse(f, "no tunnel (identity missing)");
+	f->treq = tunnel_open(f->sl->tunnel, f->svc, IPPROTO_TCP,
+	    &f->client.sa, &f->orig.sa, flow_tunnel_ready, f, &why);
+	if (f->treq == NULL)
+		return flow_dial_failed(f, "tunnel", why);
 	return 0;
 }
 
@@ -302,7 +412,7 @@ flow_start(struct sluice *sl, int client_fd, const struct service *svc,
 		rc = flow_dial(f, orig_dst);
 		break;
 	case FWD_TUNNEL:
-		rc = flow_refuse(f, "tunnel forwarding is not available yet");
+		rc = flow_tunnel(f);
 		break;
 	default:
 		rc = flow_refuse(f, "the service has no forward");
@@ -325,6 +435,17 @@ flow_free(struct flow *f)
 		sl->stats.bytes_up += up;
 		sl->stats.bytes_down += down;
 		relay_free(f->relay);
+	}
+	if (f->trelay != NULL) {
+		relay_tls_bytes(f->trelay, &up, &down);
+		sl->stats.bytes_up += up;
+		sl->stats.bytes_down += down;
+		relay_tls_free(f->trelay);
+	}
+	tunnel_cancel(f->treq);
+	if (f->ssl != NULL) {
+		tunnel_conn_close(f->ssl, f->clean);
+		f->ufd = -1;
 	}
 	if (event_initialized(&f->dial))
 		event_del(&f->dial);
@@ -377,6 +498,9 @@ flow_close_orphans(struct sluice *sl)
 static const char *
 flow_state(const struct flow *f)
 {
+	if (f->trelay != NULL)
+		return relay_tls_state(f->trelay) == 0 ? "open" :
+		    "half-closed";
 	if (f->relay == NULL)
 		return "connecting";
 	return relay_state(f->relay) == 0 ? "open" : "half-closed";
@@ -390,18 +514,33 @@ flow_dump(const struct flow *f, FILE *fp)
 
 	if (f->relay != NULL)
 		relay_bytes(f->relay, &up, &down);
+	if (f->trelay != NULL)
+		relay_tls_bytes(f->trelay, &up, &down);
 	flow_names(f, &n);
-	fprintf(fp, "  flow %llu %s: %s -> %s via %s, %s, up %llu down %llu "
+	fprintf(fp, "  flow %llu %s: %s -> %s via %s%s, %s, up %llu down %llu "
 	    "bytes, age %.0f s\n", (unsigned long long)f->id, f->svc->name,
-	    n.client, n.orig, n.upstream, flow_state(f),
+	    n.client, n.orig, f->svc->fwd == FWD_TUNNEL ? "tunnel " : "",
+	    f->svc->fwd == FWD_TUNNEL && f->ssl == NULL ? "-" : n.upstream,
+	    flow_state(f),
 	    (unsigned long long)up, (unsigned long long)down, flow_age(f));
 }
 
+/* Per service first (a busy gateway's list is long), then each flow. */
 void
 flow_dump_all(struct sluice *sl, FILE *fp)
 {
+	const struct service *svc;
 	const struct flow *f;
+	size_t n;
 
+	TAILQ_FOREACH(svc, &sl->conf->services, entry) {
+		n = 0;
+		TAILQ_FOREACH(f, &sl->flows, entry)
+			if (strcmp(f->svc->name, svc->name) == 0)
+				n++;
+		if (n > 0)
+			fprintf(fp, "  service %s: %zu flows\n", svc->name, n);
+	}
 	TAILQ_FOREACH(f, &sl->flows, entry)
 		flow_dump(f, fp);
 }

@@ -48,6 +48,12 @@ state_dir_prepare(const char *dir)
 		errno = ENOTDIR;
 		return -1;
 	}
+	/* A directory someone else planted (in /tmp) would be theirs to
+	 * control: our socket and lock must live in our own. */
+	if (st.st_uid != geteuid()) {
+		errno = EPERM;
+		return -1;
+	}
 	return 0;
 }
 

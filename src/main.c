@@ -12,17 +12,23 @@
 #include "dns.h"
 #include "log.h"
 #include "nf.h"
+#include "tunnel.h"
 
 static int cmd_tproxy(struct cli_opts *, int, char **);
+static int cmd_proxy(struct cli_opts *, int, char **);
+static int cmd_host(struct cli_opts *, int, char **);
+static int cmd_run(struct cli_opts *, int, char **);
 static int cmd_check(struct cli_opts *, int, char **);
 static int cmd_dump(struct cli_opts *, int, char **);
 static int cmd_cleanup(struct cli_opts *, int, char **);
 static int cmd_version(struct cli_opts *, int, char **);
-static int cmd_unavailable(struct cli_opts *, int, char **);
+static int cmd_pki(struct cli_opts *, int, char **);
+static int usage_error(const char *, const char *);
 
 /* What each command does, and which options it accepts besides globals. */
 #define TAKES_TPROXY	0x1	/* --backend, --dns-*, --resolver, ... */
 #define TAKES_BIND	0x2
+#define TAKES_DAYS	0x4	/* pki --days */
 
 static const struct command {
 	const char	*name;
@@ -31,13 +37,13 @@ static const struct command {
 	unsigned	 takes;
 } commands[] = {
 	{ "tproxy",	cmd_tproxy,	 0, 0,  TAKES_TPROXY },
-	{ "proxy",	cmd_unavailable, 1, -1, TAKES_BIND },
-	{ "host",	cmd_unavailable, 0, 0,  0 },
-	{ "run",	cmd_unavailable, 0, 0,  TAKES_TPROXY },
+	{ "proxy",	cmd_proxy,	 1, -1, TAKES_BIND },
+	{ "host",	cmd_host,	 0, 0,  0 },
+	{ "run",	cmd_run,	 0, 0,  TAKES_TPROXY },
 	{ "check",	cmd_check,	 0, 0,  0 },
 	{ "dump",	cmd_dump,	 0, 0,  0 },
 	{ "cleanup",	cmd_cleanup,	 0, 0,  0 },
-	{ "pki",	cmd_unavailable, 2, 3,  0 },
+	{ "pki",	cmd_pki,	 2, 3,  TAKES_DAYS },
 	{ "version",	cmd_version,	 0, 0,  0 },
 };
 
@@ -51,12 +57,29 @@ cmd_tproxy(struct cli_opts *o, int argc, char **argv)
 	return daemon_main(&mode_tproxy, o);
 }
 
+/* No privileges: plain listeners, and dials that need no mark. */
 static int
-cmd_unavailable(struct cli_opts *o, int argc, char **argv)
+cmd_proxy(struct cli_opts *o, int argc, char **argv)
 {
-	fprintf(stderr, "sluice: '%s' is not implemented in this version "
-	    "(%s)\n", argv[0], PACKAGE_VERSION);
-	return EX_UNAVAILABLE;
+	o->args = argv + 1;
+	o->nargs = argc - 1;
+	return daemon_main(&mode_proxy, o);
+}
+
+static int
+cmd_host(struct cli_opts *o, int argc, char **argv)
+{
+	return daemon_main(&mode_host, o);
+}
+
+static int
+cmd_run(struct cli_opts *o, int argc, char **argv)
+{
+	if (!tproxy_privileged()) {
+		log_warnx("run needs root or CAP_NET_ADMIN (it intercepts)");
+		return EX_NOPERM;
+	}
+	return daemon_main(&mode_run, o);
 }
 
 static int
@@ -126,6 +149,23 @@ cmd_cleanup(struct cli_opts *o, int argc, char **argv)
 	return 0;
 }
 
+/* Runs before any config is read: making the identities comes first. */
+static int
+cmd_pki(struct cli_opts *o, int argc, char **argv)
+{
+	if (strcmp(argv[1], "init") == 0 && argc == 3)
+		return pki_init(argv[2], o->days != -1 ? (unsigned)o->days :
+		    PKI_CA_DAYS, stderr);
+	if (strcmp(argv[1], "issue") == 0 && argc == 4)
+		return pki_issue(argv[2], argv[3], o->days != -1 ?
+		    (unsigned)o->days : PKI_IDENTITY_DAYS, stderr);
+	if (strcmp(argv[1], "init") == 0 || strcmp(argv[1], "issue") == 0)
+		return usage_error("wrong number of arguments for 'pki %s'",
+		    argv[1]);
+	return usage_error("unknown pki command '%s' (init or issue)",
+	    argv[1]);
+}
+
 static int
 cmd_version(struct cli_opts *o, int argc, char **argv)
 {
@@ -155,6 +195,8 @@ command_takes(const struct command *cmd, const struct cli_opts *o)
 	if (tproxy_opts && !(cmd->takes & TAKES_TPROXY))
 		return 0;
 	if (o->bind != NULL && !(cmd->takes & TAKES_BIND))
+		return 0;
+	if (o->days != -1 && !(cmd->takes & TAKES_DAYS))
 		return 0;
 	return 1;
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Relays a pair of TCP sockets with splice(2) through pooled pipes. */
+/*
+ * Relays a pair of TCP sockets: short exchanges by recv/send through the
+ * stack, bulk transfers with splice(2) through pooled pipes.
+ */
 #include "config.h"
 
 #include <sys/socket.h>
@@ -40,9 +43,18 @@
 #define RELAY_SHORT_READ	(RELAY_PIPE_SIZE / 4)
 #endif
 #define RELAY_READ_MAX		(1 << 30)	/* all that fits */
+/*
+ * A direction starts by copying through a buffer of this size on the
+ * stack: a request or a reply of a few KiB costs two cheap syscalls and no
+ * pipe. Only once a read fills the buffer does it switch to splice, for
+ * good: then the bytes are many and copying them would cost more.
+ */
+#ifndef RELAY_COPY_SIZE
+#define RELAY_COPY_SIZE		(16 * 1024)
+#endif
 
 #define SPLICE_FLAGS		(SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
-#define AGAIN			(-2)	/* half_read: src is empty */
+#define AGAIN			(-2)	/* src is empty; half_copy: splice now */
 
 struct rpipe {
 	int		 rd, wr;	/* -1: none */
@@ -66,12 +78,15 @@ struct half {
 	int		 src, dst;
 	struct rpipe	 pipe;		/* while bytes are in flight */
 	size_t		 inpipe;	/* bytes in the pipe */
+	unsigned char	*held;		/* copied bytes dst did not take */
+	size_t		 heldoff, heldlen;
 	uint64_t	 bytes;		/* bytes written to dst */
 	unsigned	 flags;
 #define H_RD		0x01		/* rd is pending */
 #define H_WR		0x02		/* wr is pending */
 #define H_EOF		0x04		/* src said EOF */
 #define H_SHUT		0x08		/* EOF passed on to dst */
+#define H_BULK		0x10		/* splicing, no longer copying */
 	struct event	 rd;		/* EV_READ on src */
 	struct event	 wr;		/* EV_WRITE on dst */
 };
@@ -329,6 +344,137 @@ half_shut(struct half *h)
 	return 1;
 }
 
+/* ---- copying: short exchanges ---- */
+
+/* Sends what dst takes of buf: the bytes sent (0 if none) or -1. */
+static ssize_t
+half_send(struct half *h, const unsigned char *buf, size_t len, int more)
+{
+	ssize_t n;
+
+	do {
+		n = send(h->dst, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+	} while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == EAGAIN)
+		return 0;
+	if (n == -1)
+		return half_error(h, 1);
+	h->bytes += n;
+	return n;
+}
+
+/*
+ * Sends len bytes of buf to dst: 1 when all went, 0 when dst took only
+ * part (the rest is held until dst drains), -1. eof: the FIN follows at
+ * once, so the last bytes may wait for it and leave in one segment.
+ */
+static int
+half_put(struct half *h, const unsigned char *buf, size_t len, int eof)
+{
+	ssize_t n;
+
+	if ((n = half_send(h, buf, len, eof)) == -1)
+		return -1;
+	if ((size_t)n == len)
+		return 1;
+	if ((h->held = malloc(len - n)) == NULL) {
+		h->r->err = ENOMEM;
+		h->r->err_side = -1;
+		return -1;
+	}
+	memcpy(h->held, buf + n, len - n);
+	h->heldoff = 0;
+	h->heldlen = len - n;
+	return 0;
+}
+
+/* Sends the bytes dst did not take before: 1 when all went, 0, or -1. */
+static int
+half_flush(struct half *h)
+{
+	ssize_t n;
+
+	if ((n = half_send(h, h->held + h->heldoff, h->heldlen - h->heldoff,
+	    (h->flags & H_EOF) != 0)) == -1)
+		return -1;
+	if ((h->heldoff += n) < h->heldlen)
+		return 0;
+	free(h->held);
+	h->held = NULL;
+	h->heldoff = h->heldlen = 0;
+	return 1;
+}
+
+/*
+ * Reads src into buf: the bytes read, with *eof set when src said EOF.
+ * One read as a rule: a short one most likely emptied src. But when the
+ * poller saw src's FIN (closed), a short read did empty it, and reading
+ * on costs nothing extra: the EOF is needed anyway, and knowing it before
+ * sending lets the FIN travel with the last bytes.
+ */
+static ssize_t
+half_recv(struct half *h, unsigned char *buf, size_t size, int closed,
+    int *eof)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	*eof = 0;
+	while (off < size) {
+		n = recv(h->src, buf + off, size - off, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n == -1)
+			return half_error(h, 0);
+		if (n == 0) {
+			*eof = 1;
+			break;
+		}
+		off += n;
+		if (!closed)
+			break;
+	}
+	return off;
+}
+
+/*
+ * The copying pump: one buffer per wakeup. Returns 0 (waiting), 1
+ * (finished), -1 (error), or AGAIN when a read filled the buffer and the
+ * direction now splices.
+ */
+static int
+half_copy(struct half *h, short what)
+{
+	unsigned char buf[RELAY_COPY_SIZE];
+	ssize_t n;
+	int eof;
+
+	if ((n = half_recv(h, buf, sizeof(buf), (what & EV_CLOSED) != 0,
+	    &eof)) == -1)
+		return -1;
+	if (eof)
+		h->flags |= H_EOF;
+	if ((size_t)n == sizeof(buf))
+		h->flags |= H_BULK;
+	if (n > 0) {
+		switch (half_put(h, buf, n, eof)) {
+		case -1:
+			return -1;
+		case 0:
+			return half_wait(h, H_WR);
+		}
+	}
+	if (eof)
+		return half_shut(h);
+	if (h->flags & H_BULK)
+		return AGAIN;
+	return half_wait(h, H_RD);
+}
+
+/* ---- splicing: bulk transfers ---- */
+
 /*
  * Moves what src has to dst until src is empty, dst is full or the round
  * budget is spent. The pipe is always emptied before src is read again,
@@ -336,7 +482,7 @@ half_shut(struct half *h)
  * full. Returns 0 (waiting), 1 (finished) or -1 (error).
  */
 static int
-half_pump(struct half *h)
+half_splice(struct half *h)
 {
 	ssize_t n = RELAY_READ_MAX;
 	int rounds;
@@ -367,6 +513,30 @@ half_pump(struct half *h)
 	return half_wait(h, H_RD);
 }
 
+/*
+ * Bytes a copy left behind go first, whichever way the direction moves
+ * now. Returns 0 (waiting), 1 (finished) or -1 (error).
+ */
+static int
+half_pump(struct half *h, short what)
+{
+	int rc;
+
+	if (h->held != NULL) {
+		switch (half_flush(h)) {
+		case -1:
+			return -1;
+		case 0:
+			return half_wait(h, H_WR);
+		}
+	}
+	if (h->flags & H_EOF)
+		return half_shut(h);
+	if (!(h->flags & H_BULK) && (rc = half_copy(h, what)) != AGAIN)
+		return rc;
+	return half_splice(h);
+}
+
 /* ---- the relay ---- */
 
 static void
@@ -387,7 +557,7 @@ relay_event(evutil_socket_t fd, short what, void *arg)
 
 	if (r->finished)
 		return;
-	if (half_pump(h) == -1 ||
+	if (half_pump(h, what) == -1 ||
 	    ((r->h[0].flags & H_SHUT) && (r->h[1].flags & H_SHUT)))
 		relay_end(r);
 }
@@ -400,8 +570,9 @@ half_init(struct relay *r, struct half *h, struct event_base *base, int src,
 	h->src = src;
 	h->dst = dst;
 	h->pipe.rd = h->pipe.wr = -1;
-	if (event_assign(&h->rd, base, src, EV_READ | EV_PERSIST, relay_event,
-	    h) == -1 ||
+	/* EV_CLOSED: the poller tells when src's FIN is already in. */
+	if (event_assign(&h->rd, base, src, EV_READ | EV_CLOSED | EV_PERSIST,
+	    relay_event, h) == -1 ||
 	    event_assign(&h->wr, base, dst, EV_WRITE | EV_PERSIST, relay_event,
 	    h) == -1)
 		return -1;
@@ -476,6 +647,7 @@ relay_free(struct relay *r)
 		event_del(&r->h[i].rd);
 		event_del(&r->h[i].wr);
 		pipe_put(r->pool, &r->h[i].pipe, r->h[i].inpipe);
+		free(r->h[i].held);
 	}
 	free(r);
 }

@@ -129,6 +129,7 @@ struct config {
 	uint32_t	 route_table;
 	unsigned	 udp_idle_timeout;
 	unsigned	 connect_timeout;	/* intercept.connect-timeout */
+	unsigned	 idle_timeout;		/* tunnelled flows, 0 = none */
 
 	struct endpoint	 dns_listen;
 	struct cidr	 dns_range;
@@ -142,6 +143,7 @@ struct config {
 
 	int		 has_host;
 	struct endpoint	 host_listen;
+	unsigned	 host_idle_timeout;
 
 	struct service_list services;
 	size_t		 nservices;
@@ -209,6 +211,9 @@ struct cli_opts {
 	const char	*resolver;
 	int		 no_self_test;
 	const char	*bind;		/* proxy --bind */
+	int		 days;		/* pki --days, -1 = unset */
+	char		**args;		/* the command's arguments (proxy) */
+	int		 nargs;
 };
 /* Loads the config and applies the overrides; NULL after printing errors. */
 struct config	*cli_load_config(const struct cli_opts *, FILE *errfp);
@@ -291,6 +296,8 @@ struct sluice {
 	int			 exit_code;
 	struct dns_server	*dns;		/* NULL: no names to serve */
 	struct intercepts	*icpt;		/* addresses handed out */
+	struct tunnel		*tunnel;	/* forward: tunnel (tunnel.c) */
+	struct host		*host;		/* host and run modes (host.c) */
 	int			 dns_dirty;	/* rules to apply at the commit */
 	int			 hosts_dirty;	/* hosts-file names changed */
 	int			 resolv_active;	/* resolv_setup() done */
@@ -330,7 +337,7 @@ void		 flow_dump(const struct flow *, FILE *);
 /* flow_dump() for every live flow (dump.c cannot see struct flow). */
 void		 flow_dump_all(struct sluice *, FILE *);
 
-/* relay.c: splice(2) between two sockets with pooled pipes. */
+/* relay.c: two sockets relayed, copying short exchanges, splicing bulk. */
 struct relay;
 typedef void	(*relay_done_cb)(struct relay *, void *arg);
 /* Keeps up to max_idle empty pipes; pipes in use belong to relays. */
@@ -373,12 +380,23 @@ struct mode {
 	void		 (*stop)(struct sluice *);
 };
 extern const struct mode mode_tproxy;
+extern const struct mode mode_host;
+extern const struct mode mode_proxy;
+extern const struct mode mode_run;
 int	daemon_main(const struct mode *, const struct cli_opts *);
 
 /* tproxy.c: CAP_NET_ADMIN in the effective set? */
 int	tproxy_privileged(void);
 /* tproxy.c: called by the listener for each intercepted connection. */
 int	tproxy_accept(int fd, const struct sockaddr *peer, void *arg);
+
+/* host.c: the host's listener and flows, also used by `run`. */
+struct host;
+int	host_start(struct sluice *);
+/* After sl->conf changed: the new identity for new connections. */
+int	host_reload(struct sluice *);
+void	host_stop(struct sluice *);
+void	host_dump(const struct host *, FILE *);
 
 /* ctl.c: control socket in the state dir, and the `dump` client. */
 int	ctl_listen(struct sluice *);

@@ -16,6 +16,7 @@
 #include "dns.h"
 #include "log.h"
 #include "nf.h"
+#include "tunnel.h"
 
 /* CAP_NET_ADMIN in the effective set: what rules, routes and TPROXY need. */
 int
@@ -436,6 +437,8 @@ tproxy_start(struct sluice *sl)
 		    "be undone");
 	if ((sl->icpt = intercept_new()) == NULL)
 		fatalx("out of memory");
+	if (tunnel_apply(sl, conf) == -1)
+		return EX_CONFIG;
 	if ((rc = tproxy_listen(sl)) != 0)
 		return rc;
 	if (tproxy_install(sl, conf) == -1 ||
@@ -499,6 +502,7 @@ tproxy_reload(struct sluice *sl, struct config *conf)
 
 	tproxy_keep_fixed(old, conf);
 	if (tproxy_keep_dns(old, conf) == -1 ||
+	    tunnel_apply(sl, conf) == -1 ||
 	    tproxy_install(sl, conf) == -1) {
 		log_warnx("reload: keeping the running configuration");
 		conf_unref(conf);
@@ -526,6 +530,8 @@ tproxy_stop(struct sluice *sl)
 {
 	tproxy_dns_stop(sl);
 	flow_free_all(sl);
+	tunnel_free(sl->tunnel);
+	sl->tunnel = NULL;
 	if (sl->tcp4 != NULL)
 		listener_free(sl->tcp4);
 	if (sl->tcp6 != NULL)

@@ -4,7 +4,7 @@
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/lib.sh"
 
 [ -x "$SLUICE" ] || skip_all "sluice not built at $SLUICE"
-plan 24
+plan 26
 
 out=$("$SLUICE" --help); rc=$?
 is "$rc" 0 "--help exits 0"
@@ -24,9 +24,16 @@ is "$rc" 64 "-v out of range is a usage error"
 err=$("$SLUICE" --bind 0.0.0.0 check 2>&1); rc=$?
 is "$rc" 64 "an option of another command is a usage error"
 
-err=$("$SLUICE" host 2>&1); rc=$?
-is "$rc" 69 "a command this version lacks exits 69"
-like "$err" "not implemented" "and says so"
+nohost="$T_TMP/nohost.yaml"
+printf 'services:\n  - name: web\n    forward: {direct: 127.0.0.1:8080}\n' \
+	> "$nohost"
+err=$("$SLUICE" -c "$nohost" --state-dir "$T_TMP/st-h" host 2>&1); rc=$?
+is "$rc" 78 "host with no hosted service is a configuration error (78)"
+like "$err" "no service in .*nohost.yaml has a host: section" "and says so"
+err=$("$SLUICE" -c "$nohost" --state-dir "$T_TMP/st-p" proxy wiki:9999 2>&1)
+rc=$?
+is "$rc" 64 "proxy for a service that does not exist is a usage error"
+like "$err" "'wiki:9999': no service wiki in" "and names it"
 
 conf="$T_TMP/good.yaml"
 cat > "$conf" <<'YAML'

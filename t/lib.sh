@@ -106,6 +106,21 @@ require_netns() {
 
 # ---- cleanup ----
 
+# A sanitizer report in any daemon log fails the test, whatever its
+# assertions said: ASan/UBSan/LSan write to the daemon's stderr.
+t_sanitizer_scan() {
+	local hits
+	[ -d "$T_TMP" ] || return 0
+	hits=$(grep -rlE 'ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: [A-Za-z]+Sanitizer' \
+		--include='*.log' "$T_TMP" 2>/dev/null)
+	[ -z "$hits" ] && return 0
+	for f in $hits; do
+		grep -m1 -A30 -E 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$f" |
+			while IFS= read -r l; do diag "$l"; done
+	done
+	echo "Bail out! sanitizer report in $(echo $hits | sed "s|$T_TMP/||g")"
+}
+
 t_cleanup() {
 	for p in $T_PIDS; do
 		kill "$p" 2>/dev/null
@@ -119,6 +134,7 @@ t_cleanup() {
 		ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null
 		ip netns del "$n" 2>/dev/null
 	done
+	t_sanitizer_scan
 	rm -rf "$T_TMP"
 }
 
@@ -279,17 +295,26 @@ wait_log() {
 	return 1
 }
 
-# sluice_stop [SIGNAL]: signals SL_PID and waits for it to exit (10 s).
-sluice_stop() {
-	kill -"${1:-TERM}" "$SL_PID" 2>/dev/null
-	i=0
-	while kill -0 "$SL_PID" 2>/dev/null && [ $i -lt 200 ]; do
+# pid_stop PID [SIGNAL]: signals PID and waits for it to exit (10 s);
+# its exit status in STOP_STATUS; fails if it is still running.
+pid_stop() {
+	local i=0
+	kill -"${2:-TERM}" "$1" 2>/dev/null
+	while kill -0 "$1" 2>/dev/null && [ $i -lt 200 ]; do
 		i=$((i + 1))
 		sleep 0.05
 	done
-	wait "$SL_PID" 2>/dev/null
-	SL_STATUS=$?
-	! kill -0 "$SL_PID" 2>/dev/null
+	wait "$1" 2>/dev/null
+	STOP_STATUS=$?
+	! kill -0 "$1" 2>/dev/null
+}
+
+# sluice_stop [SIGNAL]: pid_stop for SL_PID; its status in SL_STATUS.
+sluice_stop() {
+	pid_stop "$SL_PID" "${1:-TERM}"
+	local rc=$?
+	SL_STATUS=$STOP_STATUS
+	return $rc
 }
 
 # write_conf FILE: the config from stdin, for a test.

@@ -84,6 +84,7 @@ static const char full_text[] =
     "  route-table: 0x200\n"
     "  udp-idle-timeout: 45\n"
     "  connect-timeout: 9\n"
+    "  idle-timeout: 0\n"
     "dns:\n"
     "  listen: 127.0.0.53:5353\n"
     "  ip-range: 100.64.0.0/10\n"
@@ -95,6 +96,7 @@ static const char full_text[] =
     "  self-test: no\n"
     "host:\n"
     "  listen: 0.0.0.0:4434\n"
+    "  idle-timeout: 120\n"
     "services:\n"
     "  - name: wiki\n"
     "    intercept:\n"
@@ -142,6 +144,7 @@ check_full_globals(const struct config *c)
 	is_int(c->route_table, 512, "intercept.route-table in hex");
 	is_int(c->udp_idle_timeout, 45, "intercept.udp-idle-timeout");
 	is_int(c->connect_timeout, 9, "intercept.connect-timeout");
+	is_int(c->idle_timeout, 0, "intercept.idle-timeout 0: never");
 	is_str(ep(&c->dns_listen), "127.0.0.53:5353", "dns.listen");
 	is_str(cidr(&c->dns_range), "100.64.0.0/10", "dns.ip-range");
 	is_int(c->dns_hostnames, DNS_HOSTNAMES_REAL, "dns.hostnames");
@@ -160,6 +163,7 @@ check_full_globals(const struct config *c)
 	is_int(c->dns_self_test, 0, "dns.self-test no");
 	is_int(c->has_host, 1, "has_host");
 	is_str(ep(&c->host_listen), "0.0.0.0:4434", "host.listen");
+	is_int(c->host_idle_timeout, 120, "host.idle-timeout");
 	is_int(c->nservices, 4, "four services");
 }
 
@@ -167,7 +171,7 @@ static void
 check_wiki(const struct service *s)
 {
 	is_int(s->id, 1, "wiki id");
-	is_int(s->line, 25, "wiki line");
+	is_int(s->line, 27, "wiki line");
 	is_int(s->has_intercept, 1, "wiki has intercept");
 	is_int(s->protocols, PROTO_TCP, "wiki protocols");
 	is_int(s->naddrs, 4, "wiki addresses");
@@ -209,7 +213,7 @@ check_others(const struct config *c)
 	if (!ok(s != NULL, "db.main_1 found"))
 		return;
 	is_int(s->id, 2, "db id");
-	is_int(s->line, 37, "db line");
+	is_int(s->line, 39, "db line");
 	is_int(s->protocols, PROTO_TCP | PROTO_UDP, "db protocols");
 	is_int(s->fwd, FWD_TUNNEL, "db tunnel");
 	ok(s->ntunnel == 2 && strcmp(ep(&s->tunnel[0]), "10.0.0.2:4433") ==
@@ -279,6 +283,8 @@ check_defaults(const struct config *c, const char *what)
 	is_int(c->dns_self_test, 1, "%s: self-test", what);
 	is_int(c->has_host, 0, "%s: no host section", what);
 	is_str(ep(&c->host_listen), "0.0.0.0:4433", "%s: host.listen", what);
+	is_int(c->host_idle_timeout, 3600, "%s: host.idle-timeout", what);
+	is_int(c->idle_timeout, 3600, "%s: intercept.idle-timeout", what);
 	is_int(c->nservices, 0, "%s: no services", what);
 	ok(TAILQ_EMPTY(&c->services), "%s: empty service list", what);
 }
@@ -506,7 +512,8 @@ static const struct err_case err_cases[] = {
 	{ "service needs a section",
 	    "services:\n"
 	    "  - name: a\n",
-	    "t.yaml:2:5: services[a]: needs an intercept or a host section\n" },
+	    "t.yaml:2:5: services[a]: needs an intercept, forward or host "
+	    "section\n" },
 	{ "service item not mapping",
 	    "services:\n"
 	    "  - a\n",
@@ -590,12 +597,13 @@ static const struct err_case err_cases[] = {
 	    "    intercept: {protocols: [tcp], addresses: [1.2.3.4], ports: "
 	    "[1]}\n",
 	    "t.yaml:3:5: services[a].intercept: needs a forward section\n" },
-	{ "forward without intercept",
+	{ "forward original without intercept",
 	    "services:\n"
 	    "  - name: a\n"
 	    "    forward: {direct: original}\n"
 	    "    host: {address: 1.2.3.4:5, allow: [x]}\n",
-	    "t.yaml:3:5: services[a].forward: needs an intercept section\n" },
+	    "t.yaml:3:5: services[a].forward: original needs an intercept "
+	    "section\n" },
 	{ "forward both",
 	    "services:\n"
 	    "  - name: a\n"
@@ -1089,13 +1097,14 @@ test_summary(void)
 	    "3 services, 8 intercept rules, 2 hostnames\n"
 	    "intercept  backend auto, listen 127.0.0.1:0, mark 0x1, "
 	    "bypass-mark 0x2, route-table 100\n"
-	    "           udp-idle-timeout 30s, connect-timeout 5s\n"
+	    "           udp-idle-timeout 30s, connect-timeout 5s, "
+	    "idle-timeout 3600s\n"
 	    "dns        listen 127.0.0.1:53, ip-range 169.254.0.0/16, "
 	    "hostnames pool, ttl 60s, unknown refused\n"
 	    "           resolver none, self-test on, upstream 1.1.1.1:53, "
 	    "[::1]:5353\n"
 	    "identity   cert /p/gw.crt, key /p/gw.key, ca /p/ca.crt\n"
-	    "host       listen 0.0.0.0:4433\n"
+	    "host       listen 0.0.0.0:4433, idle-timeout 3600s\n"
 	    "services\n"
 	    "  wiki  tcp      wiki.corp.test *.docs.corp.test 10.9.0.0/24  "
 	    "ports 80,8000-8100  from 10.8.0.0/16,10.7.0.1  "

@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: MIT */
+/* Relays a plain TCP socket over TLS, both ways, with half-close. */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "sluice.h"
+#include "tunnel.h"
+
+/*
+ * Per direction, bytes in flight sit in one buffer, allocated only while
+ * there are some: an idle flow holds none (OpenSSL's own buffers go too,
+ * SSL_MODE_RELEASE_BUFFERS). 64 KiB is four full TLS records per write.
+ */
+#define RT_BUF		(64 * 1024)
+#define RT_RECORD	16384		/* a TLS record's plaintext */
+/* Steps per wakeup, so that one busy flow cannot starve the others. */
+#define RT_ROUNDS	16
+
+enum { EV_FD_RD, EV_FD_WR, EV_T_RD, EV_T_WR, EV_COUNT };
+
+struct rt_dir {
+	uint8_t		*buf;
+	size_t		 off, len;	/* bytes buf[off..len) to pass on */
+	uint64_t	 bytes;		/* passed on */
+	int		 eof;		/* source ended */
+	int		 shut;		/* end passed on */
+	int		 want;		/* SSL_ERROR_WANT_* of its TLS call */
+	int		 fd_wait;	/* its plain-socket call saw EAGAIN */
+};
+
+struct relay_tls {
+	int		 fd, tfd;
+	SSL		*ssl;
+	struct rt_dir	 up;		/* fd -> ssl */
+	struct rt_dir	 down;		/* ssl -> fd */
+	struct event	 ev[EV_COUNT];
+	unsigned	 armed;		/* 1 << EV_* */
+	struct event	 again;		/* more to do after the others */
+	struct event	 idle_ev;
+	unsigned	 idle;
+	struct timeval	 last;		/* a byte moved */
+	struct event_base *base;
+	relay_tls_done_cb done;
+	void		*arg;
+	int		 finished;
+	int		 err, err_side;
+	char		 detail[160];
+};
+
+static int
+rt_fail(struct relay_tls *r, int err, int side, const char *detail)
+{
+	r->err = err ? err : EIO;
+	r->err_side = side;
+	snprintf(r->detail, sizeof(r->detail), "%s", detail ? detail : "");
+	return -1;
+}
+
+/*
+ * An SSL call failed with e: the peer went away, spoke bad TLS, or the
+ * socket failed. Peers that close without close_notify are reported as
+ * resets: the stream may have been cut short.
+ */
+static int
+rt_tls_fail(struct relay_tls *r, int e)
+{
+	unsigned long code = ERR_peek_error();
+	char text[128];
+
+	if (code == 0)
+		return rt_fail(r, errno ? errno : ECONNRESET, 1,
+		    errno ? "" : "closed without close_notify");
+	if (ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+		ERR_clear_error();
+		return rt_fail(r, ECONNRESET, 1,
+		    "closed without close_notify");
+	}
+	ERR_error_string_n(code, text, sizeof(text));
+	ERR_clear_error();
+	return rt_fail(r, EPROTO, 1, text);
+}
+
+static int
+rt_buf(struct relay_tls *r, struct rt_dir *d)
+{
+	if (d->buf == NULL && (d->buf = malloc(RT_BUF)) == NULL)
+		return rt_fail(r, ENOMEM, -1, "");
+	return 0;
+}
+
+/* An idle direction gives its buffer back. */
+static void
+rt_trim(struct rt_dir *d)
+{
+	if (d->off == d->len) {
+		d->off = d->len = 0;
+		free(d->buf);
+		d->buf = NULL;
+	}
+}
+
+static void
+rt_moved(struct relay_tls *r, struct rt_dir *d, size_t n)
+{
+	d->off += n;
+	d->bytes += n;
+	if (d->off == d->len)
+		d->off = d->len = 0;
+	if (r->idle)
+		event_base_gettimeofday_cached(r->base, &r->last);
+}
+
+/* fd -> TLS. Returns 1 after progress, 0 when blocked or done, -1. */
+static int
+rt_up(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->up;
+	ssize_t n;
+	int rc;
+
+	d->want = d->fd_wait = 0;
+	if (d->shut)
+		return 0;
+	if (d->len > d->off) {
+		if ((rc = SSL_write(r->ssl, d->buf + d->off,
+		    d->len - d->off)) > 0) {
+			rt_moved(r, d, rc);
+			return 1;
+		}
+		d->want = SSL_get_error(r->ssl, rc);
+		if (d->want == SSL_ERROR_WANT_READ ||
+		    d->want == SSL_ERROR_WANT_WRITE)
+			return 0;
+		return rt_tls_fail(r, d->want);
+	}
+	if (d->eof) {
+		/* 0: our close_notify left; 1: the peer's had come too. */
+		if ((rc = SSL_shutdown(r->ssl)) >= 0) {
+			d->shut = 1;
+			return 1;
+		}
+		d->want = SSL_get_error(r->ssl, rc);
+		if (d->want == SSL_ERROR_WANT_READ ||
+		    d->want == SSL_ERROR_WANT_WRITE)
+			return 0;
+		return rt_tls_fail(r, d->want);
+	}
+	if (rt_buf(r, d) == -1)
+		return -1;
+	do {
+		n = read(r->fd, d->buf, RT_BUF);
+	} while (n == -1 && errno == EINTR);
+	if (n > 0) {
+		d->len = n;
+		return 1;
+	}
+	if (n == 0) {
+		d->eof = 1;
+		return 1;
+	}
+	if (errno == EAGAIN) {
+		d->fd_wait = 1;
+		return 0;
+	}
+	return rt_fail(r, errno, 0, "");
+}
+
+/*
+ * TLS -> our buffer, a record at a time while there is room for one:
+ * several records then leave in one write(2). 1 after progress, else 0
+ * (want says on what it waits), -1.
+ */
+static int
+rt_down_fill(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	int rc, moved = 0;
+
+	while (!d->eof && RT_BUF - d->len >= RT_RECORD) {
+		if (rt_buf(r, d) == -1)
+			return -1;
+		if ((rc = SSL_read(r->ssl, d->buf + d->len,
+		    RT_BUF - d->len)) > 0) {
+			d->len += rc;
+			moved = 1;
+			continue;
+		}
+		d->want = SSL_get_error(r->ssl, rc);
+		if (d->want == SSL_ERROR_ZERO_RETURN) {
+			d->want = 0;
+			d->eof = 1;
+			return 1;
+		}
+		if (d->want == SSL_ERROR_WANT_READ ||
+		    d->want == SSL_ERROR_WANT_WRITE)
+			break;
+		return rt_tls_fail(r, d->want);
+	}
+	return moved;
+}
+
+/* TLS -> fd. Returns 1 after progress, 0 when blocked or done, -1. */
+static int
+rt_down(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	ssize_t n;
+	int moved;
+
+	d->want = d->fd_wait = 0;
+	if (d->shut)
+		return 0;
+	if ((moved = rt_down_fill(r)) == -1)
+		return -1;
+	if (d->len > d->off) {
+		do {
+			n = write(r->fd, d->buf + d->off, d->len - d->off);
+		} while (n == -1 && errno == EINTR);
+		if (n > 0) {
+			rt_moved(r, d, n);
+			return 1;
+		}
+		if (n == -1 && errno == EAGAIN) {
+			d->fd_wait = 1;
+			return moved;
+		}
+		return rt_fail(r, n == 0 ? EIO : errno, 0, "");
+	}
+	if (d->eof) {
+		d->shut = 1;
+		if (shutdown(r->fd, SHUT_WR) == -1)
+			return rt_fail(r, errno, 0, "");
+		return 1;
+	}
+	return moved;
+}
+
+/* Arms exactly the events the two directions wait on. */
+static int
+rt_arm(struct relay_tls *r)
+{
+	unsigned want = 0, i;
+	int rc = 0;
+
+	if (r->up.fd_wait)
+		want |= 1U << EV_FD_RD;
+	if (r->down.fd_wait)
+		want |= 1U << EV_FD_WR;
+	if (r->up.want == SSL_ERROR_WANT_READ ||
+	    r->down.want == SSL_ERROR_WANT_READ)
+		want |= 1U << EV_T_RD;
+	if (r->up.want == SSL_ERROR_WANT_WRITE ||
+	    r->down.want == SSL_ERROR_WANT_WRITE)
+		want |= 1U << EV_T_WR;
+	for (i = 0; i < EV_COUNT; i++) {
+		if ((want & (1U << i)) && !(r->armed & (1U << i)))
+			rc |= event_add(&r->ev[i], NULL);
+		else if (!(want & (1U << i)) && (r->armed & (1U << i)))
+			event_del(&r->ev[i]);
+	}
+	r->armed = want;
+	return rc == 0 ? 0 : rt_fail(r, ENOMEM, -1, "cannot add event");
+}
+
+static void
+rt_end(struct relay_tls *r)
+{
+	unsigned i;
+
+	for (i = 0; i < EV_COUNT; i++)
+		event_del(&r->ev[i]);
+	r->armed = 0;
+	event_del(&r->again);
+	if (event_initialized(&r->idle_ev))
+		event_del(&r->idle_ev);
+	r->finished = 1;
+	ERR_clear_error();
+	/* Last: done may free the relay. */
+	r->done(r, r->arg);
+}
+
+static void
+rt_pump(struct relay_tls *r)
+{
+	int up, down, rounds;
+
+	ERR_clear_error();	/* SSL_get_error() reads the queue */
+	for (rounds = 0; rounds < RT_ROUNDS; rounds++) {
+		if ((up = rt_up(r)) == -1 || (down = rt_down(r)) == -1) {
+			rt_end(r);
+			return;
+		}
+		if (r->up.shut && r->down.shut) {
+			rt_end(r);
+			return;
+		}
+		if (!up && !down)
+			break;
+	}
+	/* More to do: after the others. Not an fd event: rt_arm() may
+	 * delete those, and that would cancel the activation. */
+	if (rounds == RT_ROUNDS)
+		event_active(&r->again, 0, 1);
+	rt_trim(&r->up);
+	rt_trim(&r->down);
+	if (rt_arm(r) == -1)
+		rt_end(r);
+}
+
+static void
+rt_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_tls *r = arg;
+
+	if (!r->finished)
+		rt_pump(r);
+}
+
+static void
+rt_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_tls *r = arg;
+	struct timeval now, quiet, limit = { r->idle, 0 }, left;
+	char why[64];
+
+	if (r->finished)
+		return;
+	/* To the microsecond: whole seconds cut a flow up to 1 s short. */
+	event_base_gettimeofday_cached(r->base, &now);
+	timersub(&now, &r->last, &quiet);
+	if (timercmp(&quiet, &limit, <)) {
+		timersub(&limit, &quiet, &left);
+		event_add(&r->idle_ev, &left);
+		return;
+	}
+	snprintf(why, sizeof(why), "idle for %u s", r->idle);
+	rt_fail(r, ETIMEDOUT, -1, why);
+	rt_end(r);
+}
+
+static int
+rt_events(struct relay_tls *r, struct event_base *base)
+{
+	struct timeval tv = { r->idle, 0 };
+
+	if (event_assign(&r->ev[EV_FD_RD], base, r->fd, EV_READ | EV_PERSIST,
+	    rt_event, r) == -1 ||
+	    event_assign(&r->ev[EV_FD_WR], base, r->fd, EV_WRITE | EV_PERSIST,
+	    rt_event, r) == -1 ||
+	    event_assign(&r->ev[EV_T_RD], base, r->tfd, EV_READ | EV_PERSIST,
+	    rt_event, r) == -1 ||
+	    event_assign(&r->ev[EV_T_WR], base, r->tfd, EV_WRITE | EV_PERSIST,
+	    rt_event, r) == -1 ||
+	    event_assign(&r->again, base, -1, 0, rt_event, r) == -1)
+		return -1;
+	if (r->idle == 0)
+		return 0;
+	event_base_gettimeofday_cached(base, &r->last);
+	if (event_assign(&r->idle_ev, base, -1, 0, rt_idle, r) == -1 ||
+	    event_add(&r->idle_ev, &tv) == -1)
+		return -1;
+	return 0;
+}
+
+struct relay_tls *
+relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
+    size_t npre, unsigned idle, relay_tls_done_cb done, void *arg)
+{
+	struct relay_tls *r;
+
+	if (npre > RT_BUF || (r = calloc(1, sizeof(*r))) == NULL) {
+		errno = npre > RT_BUF ? EINVAL : ENOMEM;
+		return NULL;
+	}
+	r->base = base;
+	r->fd = fd;
+	r->ssl = ssl;
+	r->tfd = SSL_get_fd(ssl);
+	r->idle = idle;
+	r->done = done;
+	r->arg = arg;
+	if (npre > 0) {
+		if ((r->down.buf = malloc(RT_BUF)) == NULL)
+			goto fail;
+		memcpy(r->down.buf, pre, npre);
+		r->down.len = npre;
+	}
+	if (rt_events(r, base) == -1)
+		goto fail;
+	/* Deferred, so done never runs before we return. */
+	event_active(&r->again, 0, 1);
+	return r;
+fail:
+	relay_tls_free(r);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void
+relay_tls_bytes(const struct relay_tls *r, uint64_t *up, uint64_t *down)
+{
+	if (up != NULL)
+		*up = r->up.bytes;
+	if (down != NULL)
+		*down = r->down.bytes;
+}
+
+int
+relay_tls_state(const struct relay_tls *r)
+{
+	return (r->up.shut ? RELAY_AB_SHUT : 0) |
+	    (r->down.shut ? RELAY_BA_SHUT : 0);
+}
+
+int
+relay_tls_error(const struct relay_tls *r, int *side, const char **detail)
+{
+	if (side != NULL)
+		*side = r->err_side;
+	if (detail != NULL)
+		*detail = r->detail;
+	return r->err;
+}
+
+void
+relay_tls_free(struct relay_tls *r)
+{
+	unsigned i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < EV_COUNT; i++)
+		if (event_initialized(&r->ev[i]))
+			event_del(&r->ev[i]);
+	if (event_initialized(&r->again))
+		event_del(&r->again);
+	if (event_initialized(&r->idle_ev))
+		event_del(&r->idle_ev);
+	free(r->up.buf);
+	free(r->down.buf);
+	free(r);
+}

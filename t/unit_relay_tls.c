@@ -1,0 +1,1352 @@
+/* SPDX-License-Identifier: MIT */
+/* relay_tls over real loopback sockets and TLS 1.3, without root. */
+#include "config.h"
+
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "sluice.h"
+#include "tunnel.h"
+#include "log.h"
+#include "tap.h"
+
+#define MiB		(1024 * 1024)
+#define IOBUF		(256 * 1024)
+#define RECORD		16384		/* a TLS record's plaintext */
+#define BOTH_SHUT	(RELAY_AB_SHUT | RELAY_BA_SHUT)
+
+static struct event_base *base;
+static SSL_CTX *cctx, *sctx;
+static unsigned char iobuf[IOBUF];
+static int in_new;		/* within relay_tls_new() */
+
+/* ---- time ---- */
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- a pseudo-random stream that can be checked at any offset ---- */
+
+static uint64_t
+mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void
+stream_fill(unsigned char *buf, uint64_t seed, uint64_t pos, size_t len)
+{
+	unsigned char word[8];
+	uint64_t w;
+	size_t i = 0, k;
+
+	/* Whole words where it can: 20 MiB each way adds up under ASan. */
+	while (i < len) {
+		w = mix64(seed ^ (pos / 8));
+		for (k = 0; k < 8; k++)
+			word[k] = w >> (8 * k);
+		k = 8 - pos % 8;
+		if (k > len - i)
+			k = len - i;
+		memcpy(buf + i, word + pos % 8, k);
+		i += k;
+		pos += k;
+	}
+}
+
+/* Returns the offset of the first wrong byte, or -1. */
+static long long
+stream_check(const unsigned char *buf, uint64_t seed, uint64_t pos,
+    size_t len)
+{
+	unsigned char want[4096];
+	size_t off, n, i;
+
+	for (off = 0; off < len; off += n) {
+		n = len - off < sizeof(want) ? len - off : sizeof(want);
+		stream_fill(want, seed, pos + off, n);
+		if (memcmp(want, buf + off, n) == 0)
+			continue;
+		for (i = 0; want[i] == buf[off + i]; i++)
+			;
+		return pos + off + i;
+	}
+	return -1;
+}
+
+/*
+ * ---- a test endpoint on either kind of socket ----
+ *
+ * It sends one stream and receives and checks another. On a plain socket
+ * (ssl NULL) the end of its stream is shutdown(SHUT_WR); on TLS it is
+ * close_notify, and the end of what it receives is SSL_ERROR_ZERO_RETURN
+ * (anything else is rx_err).
+ */
+struct peer {
+	int		 fd;
+	SSL		*ssl;
+	struct event	 rev, wev;
+	unsigned	 armed;		/* 1 rev, 2 wev */
+	uint64_t	 tx_seed, tx_total, tx_done;
+	int		 tx_after_eof;	/* answer only after EOF */
+	int		 tx_hold;	/* send nothing until released */
+	int		 tx_shut;	/* our end of stream went out */
+	int		 tx_blocked;	/* a write would have blocked */
+	int		 tx_err;
+	uint64_t	 rx_seed, rx_done;
+	long long	 rx_bad;	/* first wrong offset, -1 */
+	int		 rx_eof, rx_err, rx_paused;
+	uint64_t	 vanish_after;	/* close without a word after this */
+	double		 vanish_at;
+	int		 vanish_reset;	/* ... with a RST (SO_LINGER 0) */
+};
+
+static void peer_pump(evutil_socket_t, short, void *);
+
+/* Keeps the fd and ssl that rig_open() gave the peer. */
+static void
+peer_init(struct peer *p, uint64_t tx_seed, uint64_t tx_total,
+    uint64_t rx_seed)
+{
+	int fd = p->fd;
+	SSL *ssl = p->ssl;
+
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	p->ssl = ssl;
+	p->tx_seed = tx_seed;
+	p->tx_total = tx_total;
+	p->rx_seed = rx_seed;
+	p->rx_bad = -1;
+}
+
+static void
+peer_arm(struct peer *p, unsigned want)
+{
+	if ((want & 1) && !(p->armed & 1))
+		event_add(&p->rev, NULL);
+	else if (!(want & 1) && (p->armed & 1))
+		event_del(&p->rev);
+	if ((want & 2) && !(p->armed & 2))
+		event_add(&p->wev, NULL);
+	else if (!(want & 2) && (p->armed & 2))
+		event_del(&p->wev);
+	p->armed = want;
+}
+
+static void
+peer_start(struct peer *p)
+{
+	event_assign(&p->rev, base, p->fd, EV_READ | EV_PERSIST, peer_pump, p);
+	event_assign(&p->wev, base, p->fd, EV_WRITE | EV_PERSIST, peer_pump,
+	    p);
+	p->armed = 0;
+	peer_pump(p->fd, 0, p);
+}
+
+static void
+peer_stop(struct peer *p)
+{
+	if (event_initialized(&p->rev))
+		peer_arm(p, 0);
+}
+
+/* Gone without close_notify or FIN: a plain close, or a reset. */
+static void
+peer_vanish(struct peer *p, int reset)
+{
+	peer_stop(p);
+	if (reset)
+		sock_close_reset(p->fd);
+	else
+		close(p->fd);
+	p->fd = -1;
+	p->vanish_at = now();
+}
+
+/*
+ * A call that moved nothing: 0 when it would block (*want gets what to
+ * wait for; dir is 1 for a read, 2 for a write), -1 when that way has
+ * ended (*err: 0 for EOF or close_notify, else an errno).
+ */
+static int
+peer_io_result(struct peer *p, int n, unsigned dir, unsigned *want,
+    int *err)
+{
+	int e;
+
+	if (p->ssl == NULL) {
+		if (n == -1 && errno == EAGAIN) {
+			*want |= dir;
+			return 0;
+		}
+		*err = n == 0 ? 0 : errno;
+		return -1;
+	}
+	e = SSL_get_error(p->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ)
+		*want |= 1;
+	else if (e == SSL_ERROR_WANT_WRITE)
+		*want |= 2;
+	else {
+		*err = e == SSL_ERROR_ZERO_RETURN ? 0 :
+		    e == SSL_ERROR_SYSCALL && errno != 0 ? errno : EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+peer_rx(struct peer *p, unsigned *want)
+{
+	long long bad;
+	int n, err;
+
+	while (!p->rx_paused && !p->rx_eof && !p->rx_err) {
+		if (p->ssl != NULL)
+			n = SSL_read(p->ssl, iobuf, IOBUF);
+		else
+			n = recv(p->fd, iobuf, IOBUF, 0);
+		if (n > 0) {
+			if (p->rx_bad == -1 && (bad = stream_check(iobuf,
+			    p->rx_seed, p->rx_done, n)) != -1)
+				p->rx_bad = bad;
+			p->rx_done += n;
+			if (p->vanish_after && p->rx_done >= p->vanish_after)
+				return;
+			continue;
+		}
+		if (peer_io_result(p, n, 1, want, &err) == 0)
+			return;
+		if (err == 0)
+			p->rx_eof = 1;
+		else
+			p->rx_err = err;
+	}
+}
+
+static void
+peer_tx_end(struct peer *p, unsigned *want)
+{
+	int n, err;
+
+	if (p->ssl == NULL) {
+		if (shutdown(p->fd, SHUT_WR) == -1)
+			p->tx_err = errno;
+		p->tx_shut = 1;
+		return;
+	}
+	if ((n = SSL_shutdown(p->ssl)) >= 0)
+		p->tx_shut = 1;
+	else if (peer_io_result(p, n, 2, want, &err) == -1)
+		p->tx_err = err ? err : EIO;
+}
+
+/*
+ * A record at a time on TLS: a retry after WANT_WRITE is then the same
+ * bytes at the same length, as OpenSSL requires.
+ */
+static void
+peer_tx(struct peer *p, unsigned *want)
+{
+	size_t len, max = p->ssl != NULL ? RECORD : IOBUF;
+	int n, err;
+
+	if (p->tx_hold || (p->tx_after_eof && !p->rx_eof) || p->tx_shut ||
+	    p->tx_err)
+		return;
+	while (p->tx_done < p->tx_total) {
+		len = p->tx_total - p->tx_done;
+		if (len > max)
+			len = max;
+		stream_fill(iobuf, p->tx_seed, p->tx_done, len);
+		if (p->ssl != NULL)
+			n = SSL_write(p->ssl, iobuf, len);
+		else
+			n = send(p->fd, iobuf, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p->tx_done += n;
+			continue;
+		}
+		if (peer_io_result(p, n, 2, want, &err) == -1) {
+			p->tx_err = err ? err : EIO;
+			return;
+		}
+		p->tx_blocked++;
+		return;
+	}
+	peer_tx_end(p, want);
+}
+
+static void
+peer_pump(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	unsigned want = 0;
+
+	if (p->fd == -1)
+		return;
+	peer_rx(p, &want);
+	if (p->vanish_after && p->rx_done >= p->vanish_after) {
+		peer_vanish(p, p->vanish_reset);
+		return;
+	}
+	/* After rx: an answer after EOF may have become due just now. */
+	peer_tx(p, &want);
+	peer_arm(p, want);
+}
+
+static void
+peer_resume(struct peer *p)
+{
+	p->rx_paused = 0;
+	p->tx_hold = 0;
+	peer_pump(p->fd, 0, p);
+}
+
+static int
+peer_finished(const struct peer *p)
+{
+	return p->fd == -1 || ((p->rx_eof || p->rx_err) &&
+	    (p->tx_shut || p->tx_err));
+}
+
+static int
+peer_got_eof(void *arg)
+{
+	struct peer *p = arg;
+
+	return p->rx_eof || p->rx_err;
+}
+
+/* ---- sockets ---- */
+
+/*
+ * A connected loopback pair: *c dialled, *s accepted, both nonblocking
+ * and TCP_NODELAY, as sluice's sockets are.
+ */
+static int
+tcp_pair(int *c, int *s)
+{
+	struct sockaddr_in sin;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int l, one = 1;
+
+	*c = *s = -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((l = sock_listen((struct sockaddr *)&sin, SOCK_STREAM, 0,
+	    &ss)) == -1)
+		return -1;
+	*c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*c == -1 || connect(*c, (struct sockaddr *)&ss, len) == -1 ||
+	    sock_nonblock(*c) == -1) {
+		close(l);
+		return -1;
+	}
+	while ((*s = accept4(l, NULL, NULL, SOCK_NONBLOCK)) == -1 &&
+	    errno == EAGAIN)
+		usleep(1000);
+	close(l);
+	if (*s == -1)
+		return -1;
+	setsockopt(*c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(*s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+static void
+set_bufs(int fd, int size)
+{
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
+static int
+hs_step(SSL *ssl, int server, int *state)
+{
+	int r, e;
+
+	if (*state != 0)
+		return 0;
+	r = server ? SSL_accept(ssl) : SSL_connect(ssl);
+	if (r == 1) {
+		*state = 1;
+		return 1;
+	}
+	e = SSL_get_error(ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return 0;
+	*state = -1;
+	return 0;
+}
+
+/* A TLS connection over loopback TCP, its handshake done both ways. */
+static int
+tls_pair(SSL **c, SSL **s)
+{
+	struct pollfd pfd[2];
+	int cfd, sfd, cok = 0, sok = 0, i;
+
+	*c = *s = NULL;
+	if (tcp_pair(&cfd, &sfd) == -1)
+		return -1;
+	*c = SSL_new(cctx);
+	*s = SSL_new(sctx);
+	if (*c == NULL || *s == NULL) {
+		close(cfd);
+		close(sfd);
+		return -1;
+	}
+	SSL_set_fd(*c, cfd);
+	SSL_set_fd(*s, sfd);
+	pfd[0].fd = cfd;
+	pfd[1].fd = sfd;
+	pfd[0].events = pfd[1].events = POLLIN;
+	for (i = 0; i < 200 && (cok == 0 || sok == 0); i++) {
+		if (!hs_step(*c, 0, &cok) && !hs_step(*s, 1, &sok))
+			poll(pfd, 2, 10);
+	}
+	return cok == 1 && sok == 1 ? 0 : -1;
+}
+
+static void
+tls_free(SSL **ssl, int close_fd)
+{
+	if (*ssl == NULL)
+		return;
+	if (close_fd)
+		close(SSL_get_fd(*ssl));
+	SSL_free(*ssl);
+	*ssl = NULL;
+}
+
+/* ---- relays and what their done callback saw ---- */
+
+struct slot {
+	struct relay_tls *r;
+	int		 ndone, in_new;	/* times done ran; of them inside new */
+	double		 done_at;
+	uint64_t	 up, down;	/* relay_tls_bytes at done */
+	int		 state, err, side;
+	char		 detail[160];
+	int		 free_in_done;
+};
+
+static void
+slot_done(struct relay_tls *r, void *arg)
+{
+	struct slot *s = arg;
+	const char *detail;
+
+	s->ndone++;
+	s->in_new += in_new;
+	s->done_at = now();
+	relay_tls_bytes(r, &s->up, &s->down);
+	s->state = relay_tls_state(r);
+	s->err = relay_tls_error(r, &s->side, &detail);
+	snprintf(s->detail, sizeof(s->detail), "%s", detail ? detail : "");
+	if (s->free_in_done) {
+		relay_tls_free(r);
+		s->r = NULL;
+	}
+}
+
+static int
+slot_new(struct slot *s, int fd, SSL *ssl, const uint8_t *pre, size_t npre,
+    unsigned idle)
+{
+	in_new = 1;
+	s->r = relay_tls_new(base, fd, ssl, pre, npre, idle, slot_done, s);
+	in_new = 0;
+	return s->r == NULL ? -1 : 0;
+}
+
+/*
+ * One relay:   c <-> ra | relay a on tc | ~TLS~ ts <-> t (this test).
+ * A chain:     c <-> ra | relay a on tc | ~TLS~ ts | relay b | rb <-> s.
+ * With flip, relay a holds the server's end of the TLS connection.
+ */
+struct rig {
+	int		 chain, flip;
+	int		 ra, rb;
+	SSL		*tc, *ts;
+	struct peer	 c, t, s;
+	struct slot	 a, b;
+};
+
+static int
+rig_open(struct rig *g, int chain, int flip)
+{
+	memset(g, 0, sizeof(*g));
+	g->chain = chain;
+	g->flip = flip;
+	g->ra = g->rb = g->c.fd = g->t.fd = g->s.fd = -1;
+	g->c.rx_bad = g->t.rx_bad = g->s.rx_bad = -1;
+	if (tcp_pair(&g->c.fd, &g->ra) == -1 || tls_pair(&g->tc, &g->ts) == -1)
+		return -1;
+	if (flip) {
+		SSL *x = g->tc;
+
+		g->tc = g->ts;
+		g->ts = x;
+	}
+	if (chain)
+		return tcp_pair(&g->rb, &g->s.fd);
+	g->t.ssl = g->ts;
+	g->t.fd = SSL_get_fd(g->ts);
+	return 0;
+}
+
+/* The far end of relay a: the test's TLS peer or, in a chain, s. */
+static struct peer *
+rig_far(struct rig *g)
+{
+	return g->chain ? &g->s : &g->t;
+}
+
+static int
+rig_start_pre(struct rig *g, const uint8_t *pre, size_t npre,
+    unsigned idle)
+{
+	peer_start(&g->c);
+	peer_start(rig_far(g));
+	if (slot_new(&g->a, g->ra, g->tc, pre, npre, idle) == -1)
+		return -1;
+	if (g->chain && slot_new(&g->b, g->rb, g->ts, NULL, 0, idle) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+rig_start(struct rig *g)
+{
+	return rig_start_pre(g, NULL, 0, 0);
+}
+
+static void
+rig_close(struct rig *g)
+{
+	relay_tls_free(g->a.r);
+	relay_tls_free(g->b.r);
+	g->a.r = g->b.r = NULL;
+	peer_stop(&g->c);
+	peer_stop(&g->t);
+	peer_stop(&g->s);
+	if (g->c.fd != -1)
+		close(g->c.fd);
+	if (g->s.fd != -1)
+		close(g->s.fd);
+	if (g->ra != -1)
+		close(g->ra);
+	if (g->rb != -1)
+		close(g->rb);
+	/* The test's TLS peer may have closed its socket already. */
+	tls_free(&g->tc, 1);
+	tls_free(&g->ts, g->t.vanish_at == 0);
+}
+
+static int
+rig_finished(void *arg)
+{
+	struct rig *g = arg;
+
+	return g->a.ndone && (!g->chain || g->b.ndone) &&
+	    peer_finished(&g->c) && peer_finished(rig_far(g));
+}
+
+static int
+rig_done_fired(void *arg)
+{
+	struct rig *g = arg;
+
+	return g->a.ndone > 0;
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/* Runs the loop until cond or the deadline; returns cond's last value. */
+static int
+run_until(int (*cond)(void *), void *arg, double seconds)
+{
+	double end = now() + seconds;
+	struct timeval tv = { 0, 10000 };
+	struct event *tick;
+	int done;
+
+	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+	event_add(tick, &tv);
+	while (!(done = cond != NULL && cond(arg)) && now() < end)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(tick);
+	return done;
+}
+
+static int
+never(void *arg)
+{
+	return 0;
+}
+
+/* ---- streams ---- */
+
+static const char *
+rig_kind(const struct rig *g)
+{
+	return g->chain ? "chain" : g->flip ? "relay on the server end" :
+	    "relay on the client end";
+}
+
+/* Moves streams of the given sizes each way and checks all of it. */
+static void
+test_stream(const char *name, int chain, int flip, uint64_t up,
+    uint64_t down)
+{
+	struct rig g;
+	struct peer *far;
+	double t0;
+
+	if (!ok(rig_open(&g, chain, flip) == 0, "%s: sockets and handshake",
+	    name)) {
+		rig_close(&g);
+		return;
+	}
+	far = rig_far(&g);
+	peer_init(&g.c, 11, up, 22);
+	peer_init(far, 22, down, 11);
+	t0 = now();
+	ok(rig_start(&g) == 0, "%s: relay_tls_new, %s", name, rig_kind(&g));
+	ok(run_until(rig_finished, &g, 20), "%s: finished", name);
+	ok(far->rx_done == up && g.c.rx_done == down, "%s: far end got "
+	    "%llu of %llu bytes, client %llu of %llu", name,
+	    (unsigned long long)far->rx_done, (unsigned long long)up,
+	    (unsigned long long)g.c.rx_done, (unsigned long long)down);
+	ok(far->rx_bad == -1 && g.c.rx_bad == -1, "%s: bytes intact "
+	    "(first bad offsets %lld, %lld)", name, far->rx_bad, g.c.rx_bad);
+	ok(far->rx_eof && g.c.rx_eof && far->tx_err == 0 &&
+	    g.c.tx_err == 0, "%s: both ends saw a clean end (%d %d)", name,
+	    far->rx_err, g.c.rx_err);
+	ok(g.a.err == 0 && g.a.up == up && g.a.down == down &&
+	    g.a.state == BOTH_SHUT, "%s: relay a: bytes %llu/%llu, state %d, "
+	    "error %d %s", name, (unsigned long long)g.a.up,
+	    (unsigned long long)g.a.down, g.a.state, g.a.err, g.a.detail);
+	if (chain)
+		ok(g.b.err == 0 && g.b.up == down && g.b.down == up &&
+		    g.b.state == BOTH_SHUT, "%s: relay b: bytes %llu/%llu, "
+		    "state %d, error %d %s", name,
+		    (unsigned long long)g.b.up, (unsigned long long)g.b.down,
+		    g.b.state, g.b.err, g.b.detail);
+	if (up + down >= 8 * MiB)
+		printf("# %s: %.0f MiB/s\n", name,
+		    (up + down) / (double)MiB / (now() - t0));
+	run_until(never, NULL, 0.01);
+	ok(g.a.ndone == 1 && g.b.ndone == chain && g.a.in_new == 0 &&
+	    g.b.in_new == 0, "%s: done once each, never within "
+	    "relay_tls_new", name);
+	rig_close(&g);
+}
+
+static void
+test_streams(void)
+{
+	static const struct {
+		const char	*name;
+		uint64_t	 up, down;
+	} t[] = {
+		{ "small", 5, 17 },
+		{ "one byte up", 1, 0 },
+		{ "one byte down", 0, 1 },
+		{ "one record", RECORD, RECORD },
+		{ "a record and one", RECORD + 1, RECORD - 1 },
+		{ "64 KiB", 65536, 65536 },
+		{ "nothing", 0, 0 },
+	};
+	char name[96];
+	size_t i;
+	int k;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		for (k = 0; k < 3; k++) {
+			snprintf(name, sizeof(name), "%s (%s)", t[i].name,
+			    k == 0 ? "one relay" : k == 1 ? "flipped" :
+			    "chain");
+			test_stream(name, k == 2, k == 1, t[i].up, t[i].down);
+		}
+	test_stream("20 MiB each way", 0, 0, 20 * MiB, 20 * MiB);
+	test_stream("20 MiB each way (chain)", 1, 0, 20 * MiB, 20 * MiB);
+}
+
+/*
+ * The TLS peer asks for a key update mid-stream (a long-lived tunnel
+ * would): the relay's SSL_read answers with its own, in both roles.
+ */
+static void
+test_key_update(int flip)
+{
+	const char *name = flip ? "key update (relay on the server end)" :
+	    "key update";
+	struct rig g;
+
+	if (!ok(rig_open(&g, 0, flip) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 35, 3 * MiB, 36);
+	peer_init(&g.t, 36, 3 * MiB, 35);
+	g.t.tx_hold = 1;
+	rig_start(&g);
+	run_until(never, NULL, 0.01);
+	ok(SSL_key_update(g.ts, SSL_KEY_UPDATE_REQUESTED) == 1,
+	    "%s: requested", name);
+	peer_resume(&g.t);
+	ok(run_until(rig_finished, &g, 10), "%s: finished", name);
+	ok(g.c.rx_done == 3 * MiB && g.t.rx_done == 3 * MiB &&
+	    g.c.rx_bad == -1 && g.t.rx_bad == -1 && g.a.err == 0,
+	    "%s: bytes intact, clean (%d %s)", name, g.a.err, g.a.detail);
+	rig_close(&g);
+}
+
+/* ---- bytes before the relay ---- */
+
+/*
+ * pre: bytes the opening exchange read past its message. They are the
+ * start of the stream to fd, and the TLS peer's next bytes (sent before
+ * the relay existed, so a first read could take them) follow them.
+ */
+static void
+test_pre(const char *name, size_t npre, uint64_t more)
+{
+	static uint8_t pre[65536];
+	struct rig g;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	stream_fill(pre, 33, 0, npre);
+	peer_init(&g.c, 34, 0, 33);
+	peer_init(&g.t, 33, npre + more, 34);
+	g.t.tx_done = npre;
+	g.c.tx_after_eof = 1;
+	peer_start(&g.t);
+	peer_start(&g.c);
+	ok(slot_new(&g.a, g.ra, g.tc, pre, npre, 0) == 0, "%s: relay_tls_new "
+	    "with %zu bytes", name, npre);
+	ok(run_until(rig_finished, &g, 10), "%s: finished", name);
+	ok(g.c.rx_done == npre + more && g.c.rx_bad == -1 && g.c.rx_eof,
+	    "%s: the client got pre, then the rest (%llu bytes, first bad "
+	    "%lld)", name, (unsigned long long)g.c.rx_done, g.c.rx_bad);
+	ok(g.a.ndone == 1 && g.a.err == 0 && g.a.down == npre + more &&
+	    g.a.up == 0, "%s: done, clean, down %llu", name,
+	    (unsigned long long)g.a.down);
+	rig_close(&g);
+}
+
+static void
+test_pres(void)
+{
+	static uint8_t big[65537];
+	struct rig g;
+
+	test_pre("pre", 1000, 300000);
+	test_pre("pre alone", 7, 0);
+	test_pre("pre fills the buffer", 65536, 1 * MiB);
+	if (rig_open(&g, 0, 0) == 0) {
+		int rc = slot_new(&g.a, g.ra, g.tc, big, sizeof(big), 0);
+
+		ok(rc == -1 && errno == EINVAL, "pre of 64 KiB and one: "
+		    "refused (%s)", strerror(errno));
+	}
+	rig_close(&g);
+}
+
+/* ---- half-close ---- */
+
+/*
+ * The client sends its request and shuts its write side: the far end
+ * reads the request and then the end of the stream, while its answer
+ * still comes back. The relays say which way has ended.
+ */
+static void
+test_half_close(const char *name, int chain, uint64_t up, uint64_t down)
+{
+	struct rig g;
+	struct peer *far;
+
+	if (!ok(rig_open(&g, chain, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	far = rig_far(&g);
+	peer_init(&g.c, 41, up, 42);
+	peer_init(far, 42, down, 41);
+	far->tx_after_eof = 1;
+	far->tx_hold = 1;
+	ok(rig_start(&g) == 0, "%s: relay_tls_new", name);
+	ok(run_until(peer_got_eof, far, 5) && far->rx_eof &&
+	    far->rx_done == up && far->rx_bad == -1, "%s: the far end read "
+	    "the request, then %s", name, chain ? "EOF" :
+	    "SSL_ERROR_ZERO_RETURN");
+	run_until(never, NULL, 0.02);
+	is_int(relay_tls_state(g.a.r), RELAY_AB_SHUT,
+	    "%s: relay a: RELAY_AB_SHUT only", name);
+	if (chain)
+		is_int(relay_tls_state(g.b.r), RELAY_BA_SHUT,
+		    "%s: relay b: RELAY_BA_SHUT only", name);
+	ok(g.a.ndone == 0 && g.b.ndone == 0, "%s: no done yet", name);
+	peer_resume(far);
+	ok(run_until(rig_finished, &g, 10), "%s: finished", name);
+	ok(g.c.rx_done == down && g.c.rx_bad == -1 && g.c.rx_eof,
+	    "%s: the answer came back whole after the half-close (%llu)",
+	    name, (unsigned long long)g.c.rx_done);
+	ok(g.a.ndone == 1 && g.a.err == 0 && g.a.state == BOTH_SHUT &&
+	    g.a.up == up && g.a.down == down, "%s: relay a done, clean (%d "
+	    "%s)", name, g.a.err, g.a.detail);
+	if (chain)
+		ok(g.b.ndone == 1 && g.b.err == 0 && g.b.state == BOTH_SHUT &&
+		    g.b.up == down && g.b.down == up,
+		    "%s: relay b done, clean (%d %s)", name, g.b.err,
+		    g.b.detail);
+	run_until(never, NULL, 0.02);
+	ok(g.a.ndone == 1 && g.b.ndone == chain, "%s: done once", name);
+	rig_close(&g);
+}
+
+/* The other way: the far end finishes first, the client answers after. */
+static void
+test_half_close_far(const char *name, int chain)
+{
+	struct rig g;
+	struct peer *far;
+
+	if (!ok(rig_open(&g, chain, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	far = rig_far(&g);
+	peer_init(&g.c, 43, 2 * MiB, 44);
+	peer_init(far, 44, 5000, 43);
+	g.c.tx_after_eof = 1;
+	g.c.tx_hold = 1;
+	ok(rig_start(&g) == 0, "%s: relay_tls_new", name);
+	ok(run_until(peer_got_eof, &g.c, 5) && g.c.rx_eof &&
+	    g.c.rx_done == 5000, "%s: the client read it all, then EOF", name);
+	run_until(never, NULL, 0.02);
+	is_int(relay_tls_state(g.a.r), RELAY_BA_SHUT,
+	    "%s: relay a: RELAY_BA_SHUT only", name);
+	peer_resume(&g.c);
+	ok(run_until(rig_finished, &g, 10) && far->rx_done == 2 * MiB &&
+	    far->rx_bad == -1 && far->rx_eof, "%s: the client's answer "
+	    "arrived, then the end", name);
+	ok(g.a.ndone == 1 && g.a.err == 0 && g.a.state == BOTH_SHUT &&
+	    (!chain || (g.b.ndone == 1 && g.b.err == 0)),
+	    "%s: done, clean", name);
+	rig_close(&g);
+}
+
+/*
+ * Both ends finished before the relay began: it could end in its first
+ * step, yet done must wait until relay_tls_new() has returned.
+ */
+static void
+test_done_deferred(void)
+{
+	struct rig g;
+	int rc;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "deferred: sockets")) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 45, 10, 46);
+	peer_init(&g.t, 46, 20, 45);
+	g.c.rx_paused = g.t.rx_paused = 1;
+	peer_start(&g.c);
+	peer_start(&g.t);
+	ok(g.c.tx_shut && g.t.tx_shut, "deferred: both ends sent all and "
+	    "their end");
+	usleep(20000);
+	rc = slot_new(&g.a, g.ra, g.tc, NULL, 0, 0);
+	ok(rc == 0 && g.a.ndone == 0, "deferred: relay_tls_new returned, "
+	    "done not yet run");
+	peer_resume(&g.c);
+	peer_resume(&g.t);
+	ok(run_until(rig_finished, &g, 5) && g.a.ndone == 1 &&
+	    g.a.in_new == 0 && g.a.err == 0 && g.c.rx_done == 20 &&
+	    g.t.rx_done == 10, "deferred: then done, clean, bytes through");
+	rig_close(&g);
+}
+
+/* ---- back-pressure ---- */
+
+/*
+ * A reader that stops: the relay stops reading its source (unread bytes
+ * wait in that socket) and the sender's writes block. All the sender got
+ * rid of sits in socket buffers or in the relays, so a small bound on it
+ * bounds the relays' memory too. It all arrives once the reader goes on.
+ * The kernel may still take a little more later (a zero-window probe
+ * finds room after it compacted a receive queue), so blocked means
+ * bounded here, not frozen to the byte.
+ */
+static void
+test_backpressure(const char *name, int chain, int upward)
+{
+	const uint64_t total = 12 * MiB;
+	struct rig g;
+	struct peer *src, *dst;
+	uint64_t sent;
+	int i, unread = 0, source;
+
+	if (!ok(rig_open(&g, chain, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	/* Fixed buffers: autotuning could otherwise swallow megabytes. */
+	set_bufs(g.c.fd, 128 * 1024);
+	set_bufs(g.ra, 128 * 1024);
+	set_bufs(SSL_get_fd(g.tc), 128 * 1024);
+	set_bufs(SSL_get_fd(g.ts), 128 * 1024);
+	if (chain) {
+		set_bufs(g.rb, 128 * 1024);
+		set_bufs(g.s.fd, 128 * 1024);
+	}
+	src = upward ? &g.c : rig_far(&g);
+	dst = upward ? rig_far(&g) : &g.c;
+	peer_init(src, 51, total, 52);
+	peer_init(dst, 52, 0, 51);
+	dst->rx_paused = 1;
+	rig_start(&g);
+	run_until(never, NULL, 0.2);
+	sent = src->tx_done;
+	ok(src->tx_blocked > 0 && sent < total,
+	    "%s: the sender's writes block (%llu bytes out)", name,
+	    (unsigned long long)sent);
+	source = upward ? g.ra : SSL_get_fd(g.tc);
+	ioctl(source, FIONREAD, &unread);
+	ok(unread > 0, "%s: relay a leaves its source unread (%d bytes)",
+	    name, unread);
+	for (i = 0; i < 2; i++)
+		run_until(never, NULL, 0.05);
+	ok(src->tx_done - sent < 512 * 1024, "%s: and it stays blocked "
+	    "(%llu more)", name, (unsigned long long)(src->tx_done - sent));
+	ok(src->tx_done < 8 * MiB, "%s: in flight is bounded (%llu)", name,
+	    (unsigned long long)src->tx_done);
+	peer_resume(dst);
+	ok(run_until(rig_finished, &g, 10), "%s: resumes", name);
+	ok(dst->rx_done == total && dst->rx_bad == -1 && g.a.ndone == 1 &&
+	    g.a.err == 0 && (upward ? g.a.up : g.a.down) == total,
+	    "%s: all %llu bytes intact", name,
+	    (unsigned long long)dst->rx_done);
+	rig_close(&g);
+}
+
+/* ---- failures ---- */
+
+/*
+ * The TLS peer goes without close_notify: with a FIN (close(2)) or a
+ * RST (SO_LINGER 0, or close(2) with unread data), idle or mid-stream.
+ */
+static void
+test_tls_gone(const char *name, int busy, int reset)
+{
+	struct rig g;
+	double t;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 61, busy ? 32 * MiB : 0, 62);
+	peer_init(&g.t, 62, 0, 61);
+	g.c.tx_after_eof = !busy;
+	g.t.tx_after_eof = 1;
+	if (busy) {
+		g.t.vanish_after = 1 * MiB;
+		g.t.vanish_reset = reset;
+	}
+	rig_start(&g);
+	if (!busy) {
+		run_until(never, NULL, 0.05);
+		ok(g.a.ndone == 0, "%s: an idle relay stays up", name);
+		peer_vanish(&g.t, reset);
+	}
+	ok(run_until(rig_done_fired, &g, 5), "%s: done ran", name);
+	t = g.a.done_at - g.t.vanish_at;
+	ok(g.t.vanish_at > 0 && t < 0.5, "%s: %.3f s after", name, t);
+	ok(g.a.side == 1 && g.a.err == ECONNRESET, "%s: side %d, %s", name,
+	    g.a.side, strerror(g.a.err));
+	/* A reset says no more than ECONNRESET does. */
+	if (!reset)
+		is_str(g.a.detail, "closed without close_notify",
+		    "%s: detail", name);
+	run_until(never, NULL, 0.02);
+	is_int(g.a.ndone, 1, "%s: done once", name);
+	rig_close(&g);
+}
+
+/* The plain peer resets: side 0. */
+static void
+test_plain_reset(const char *name, int busy)
+{
+	struct rig g;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 63, 0, 64);
+	peer_init(&g.t, 64, busy ? 32 * MiB : 0, 63);
+	g.c.tx_after_eof = 1;
+	g.t.tx_after_eof = !busy;
+	if (busy) {
+		g.c.vanish_after = 1 * MiB;
+		g.c.vanish_reset = 1;
+	}
+	rig_start(&g);
+	if (!busy) {
+		run_until(never, NULL, 0.05);
+		ok(g.a.ndone == 0, "%s: an idle relay stays up", name);
+		peer_vanish(&g.c, 1);
+	}
+	ok(run_until(rig_done_fired, &g, 5), "%s: done ran", name);
+	ok(g.c.vanish_at > 0 && g.a.done_at - g.c.vanish_at < 0.5,
+	    "%s: %.3f s after", name, g.a.done_at - g.c.vanish_at);
+	ok(g.a.side == 0 && g.a.err != 0, "%s: side %d, %s", name, g.a.side,
+	    strerror(g.a.err));
+	run_until(never, NULL, 0.02);
+	is_int(g.a.ndone, 1, "%s: done once", name);
+	rig_close(&g);
+}
+
+/* Bytes that are no TLS record: EPROTO from the TLS side, with a reason. */
+static void
+test_tls_garbage(void)
+{
+	static const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+	struct rig g;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "garbage: sockets")) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 65, 0, 66);
+	peer_init(&g.t, 66, 0, 65);
+	g.c.tx_after_eof = g.t.tx_after_eof = 1;
+	rig_start(&g);
+	run_until(never, NULL, 0.02);
+	ok(write(g.t.fd, junk, sizeof(junk) - 1) == sizeof(junk) - 1,
+	    "garbage: written under TLS");
+	run_until(rig_done_fired, &g, 2);
+	ok(g.a.ndone == 1 && g.a.side == 1 && g.a.err == EPROTO &&
+	    g.a.detail[0] != '\0',
+	    "garbage: side %d, %s: %s", g.a.side, strerror(g.a.err),
+	    g.a.detail);
+	rig_close(&g);
+}
+
+/* ---- idle timeout ---- */
+
+/*
+ * idle 1: a quiet relay ends after a second with ETIMEDOUT; a busy one
+ * moves a byte 0.75 s apart, stays up, and ends a second after its last.
+ * The first byte goes 0.1 s before the wall clock's next second, the
+ * first check (+1.0 s) comes after that second began and before the
+ * next byte: a timer that counted whole seconds would end the flow
+ * then, though it moved a byte less than a second ago. Both run beside
+ * the other tests, whose loops drive them, to save their 2-3 seconds.
+ */
+static struct {
+	struct rig	 quiet, busy;
+	struct event	 ev;		/* the busy one's next byte */
+	double		 t0, at[2], last;
+	int		 n, up_at_last;	/* bytes sent; still up at the last */
+	int		 open;
+} idl;
+
+/* A byte one way or the other, by hand. */
+static void
+idle_nudge(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv;
+	double wait;
+	unsigned char b = idl.n;
+
+	if (idl.busy.a.ndone)
+		return;
+	if (idl.n % 2 == 0)
+		send(idl.busy.c.fd, &b, 1, 0);
+	else
+		SSL_write(idl.busy.ts, &b, 1);
+	idl.last = now();
+	if (++idl.n == 2) {
+		idl.up_at_last = 1;
+		return;
+	}
+	wait = idl.t0 + idl.at[idl.n] - now();
+	tv.tv_sec = 0;
+	tv.tv_usec = wait > 0 ? wait * 1e6 : 0;
+	evtimer_add(&idl.ev, &tv);
+}
+
+static void
+test_idle_start(void)
+{
+	struct timeval tv;
+
+	/* Both, so that rig_close() may close both. */
+	idl.open = rig_open(&idl.quiet, 0, 0) == 0;
+	idl.open = rig_open(&idl.busy, 0, 0) == 0 && idl.open;
+	if (!ok(idl.open, "idle: sockets")) {
+		rig_close(&idl.quiet);
+		rig_close(&idl.busy);
+		return;
+	}
+	peer_init(&idl.quiet.c, 0, 0, 0);
+	peer_init(&idl.quiet.t, 0, 0, 0);
+	idl.quiet.c.tx_hold = idl.quiet.t.tx_hold = 1;
+	peer_init(&idl.busy.c, 0, 0, 0);
+	peer_init(&idl.busy.t, 0, 0, 0);
+	idl.busy.c.tx_hold = idl.busy.t.tx_hold = 1;
+	/* Their bytes are nudges, not a checked stream. */
+	idl.busy.c.rx_paused = idl.busy.t.rx_paused = 1;
+	gettimeofday(&tv, NULL);
+	if (tv.tv_usec > 550000) {
+		usleep(1050000 - tv.tv_usec);
+		gettimeofday(&tv, NULL);
+	}
+	idl.t0 = now();
+	idl.at[0] = (900000 - tv.tv_usec) / 1e6;	/* 0.35 to 0.9 */
+	idl.at[1] = idl.at[0] + 0.75;
+	ok(rig_start_pre(&idl.quiet, NULL, 0, 1) == 0 &&
+	    rig_start_pre(&idl.busy, NULL, 0, 1) == 0, "idle: two relays, "
+	    "idle 1");
+	evtimer_assign(&idl.ev, base, idle_nudge, NULL);
+	tv.tv_sec = 0;
+	tv.tv_usec = idl.at[0] * 1e6;
+	evtimer_add(&idl.ev, &tv);
+}
+
+static int
+idle_both_done(void *arg)
+{
+	return idl.quiet.a.ndone && idl.busy.a.ndone;
+}
+
+static void
+test_idle_end(void)
+{
+	struct slot *q = &idl.quiet.a, *b = &idl.busy.a;
+
+	if (!idl.open)
+		return;
+	run_until(idle_both_done, NULL, idl.t0 + 4 - now());
+	ok(q->ndone == 1 && q->done_at - idl.t0 > 0.9 &&
+	    q->done_at - idl.t0 < 2.2, "idle: the quiet relay ended after "
+	    "%.2f s", q->done_at - idl.t0);
+	ok(q->err == ETIMEDOUT && q->side == -1, "idle: ETIMEDOUT, side %d",
+	    q->side);
+	is_str(q->detail, "idle for 1 s", "idle: detail");
+	if (!ok(idl.up_at_last, "idle: a byte 0.75 s apart keeps the other "
+	    "up"))
+		printf("#   it ended %.2f s after the start, %.2f s after its "
+		    "last byte\n", b->done_at - idl.t0, b->done_at - idl.last);
+	ok(b->ndone == 1 && b->err == ETIMEDOUT &&
+	    b->done_at - idl.last > 0.9 && b->done_at - idl.last < 2.2,
+	    "idle: and it ended %.2f s after its last byte",
+	    b->done_at - idl.last);
+	ok(b->up + b->down == (uint64_t)idl.n && idl.n == 2,
+	    "idle: %d bytes counted", idl.n);
+	event_del(&idl.ev);
+	rig_close(&idl.quiet);
+	rig_close(&idl.busy);
+}
+
+/* ---- freeing ---- */
+
+/* relay_tls_free on live relays, mid-stream and before the first step. */
+static void
+test_free_live(void)
+{
+	struct rig g;
+	uint64_t up = 0, down = 0;
+
+	if (ok(rig_open(&g, 1, 0) == 0, "free: sockets")) {
+		peer_init(&g.c, 71, 64 * MiB, 72);
+		peer_init(&g.s, 72, 64 * MiB, 71);
+		rig_start(&g);
+		run_until(never, NULL, 0.1);
+		relay_tls_bytes(g.a.r, &up, &down);
+		ok(up > 0 && down > 0 && g.a.ndone == 0 && g.b.ndone == 0,
+		    "free: a busy chain (%llu bytes up, %llu down so far)",
+		    (unsigned long long)up, (unsigned long long)down);
+		relay_tls_free(g.a.r);
+		relay_tls_free(g.b.r);
+		g.a.r = g.b.r = NULL;
+		run_until(never, NULL, 0.1);
+		ok(g.a.ndone == 0 && g.b.ndone == 0,
+		    "free: no done after relay_tls_free");
+	}
+	rig_close(&g);
+
+	if (ok(rig_open(&g, 0, 0) == 0, "free: sockets")) {
+		peer_init(&g.c, 73, 1000, 74);
+		peer_init(&g.t, 74, 1000, 73);
+		rig_start(&g);
+		relay_tls_free(g.a.r);
+		g.a.r = NULL;
+		run_until(never, NULL, 0.05);
+		ok(g.a.ndone == 0 && g.t.rx_done == 0,
+		    "free: before its first step, nothing happens");
+	}
+	rig_close(&g);
+
+	if (ok(rig_open(&g, 1, 0) == 0, "free in done: sockets")) {
+		peer_init(&g.c, 75, 3 * MiB, 76);
+		peer_init(&g.s, 76, 2 * MiB, 75);
+		g.a.free_in_done = g.b.free_in_done = 1;
+		rig_start(&g);
+		ok(run_until(rig_finished, &g, 10) && g.a.ndone == 1 &&
+		    g.b.ndone == 1 && g.a.r == NULL && g.b.r == NULL &&
+		    g.s.rx_done == 3 * MiB && g.c.rx_done == 2 * MiB,
+		    "free in done: both relays freed themselves");
+		run_until(never, NULL, 0.02);
+	}
+	rig_close(&g);
+}
+
+/* ---- set-up: a CA and two identities ---- */
+
+static char top[64];
+
+/* pki_* print what they wrote to stdout, which is TAP's. */
+static int
+pki_quiet(const char *dir, const char *name)
+{
+	int rc, out;
+
+	fflush(stdout);
+	out = dup(STDOUT_FILENO);
+	if (freopen("/dev/null", "w", stdout) == NULL)
+		return -1;
+	rc = name == NULL ? pki_init(dir, PKI_CA_DAYS, stderr) :
+	    pki_issue(dir, name, PKI_IDENTITY_DAYS, stderr);
+	fflush(stdout);
+	dup2(out, STDOUT_FILENO);
+	close(out);
+	return rc;
+}
+
+static SSL_CTX *
+ctx_for(const char *name, int server)
+{
+	char text[1024], err[512];
+	struct config *c;
+	SSL_CTX *ctx;
+
+	snprintf(text, sizeof(text), "identity:\n  cert: %s/%s.crt\n"
+	    "  key: %s/%s.key\n  ca: %s/ca.crt\n", top, name, top, name, top);
+	if ((c = conf_load_string("t.yaml", text, strlen(text),
+	    stdout)) == NULL)
+		return NULL;
+	if ((ctx = mtls_ctx_new(c, server, err, sizeof(err))) == NULL)
+		printf("# mtls_ctx_new: %s\n", err);
+	conf_free(c);
+	return ctx;
+}
+
+static int
+setup(void)
+{
+	snprintf(top, sizeof(top), "/tmp/sluice-rtls.XXXXXX");
+	if (mkdtemp(top) == NULL)
+		return -1;
+	if (pki_quiet(top, NULL) != 0 || pki_quiet(top, "gw-1") != 0 ||
+	    pki_quiet(top, "host-1") != 0)
+		return -1;
+	cctx = ctx_for("gw-1", 0);
+	sctx = ctx_for("host-1", 1);
+	return cctx != NULL && sctx != NULL ? 0 : -1;
+}
+
+int
+main(void)
+{
+	char cmd[128];
+	double t0 = now();
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	log_init(getenv("TEST_VERBOSE") != NULL ? LOG_LVL_DEBUG :
+	    LOG_LVL_WARN);
+	base = event_base_new();
+	if (base == NULL || setup() == -1) {
+		printf("1..0 # SKIP no event base, CA or TLS contexts\n");
+		return 0;
+	}
+
+	test_idle_start();
+	test_streams();
+	test_key_update(0);
+	test_key_update(1);
+	test_pres();
+	test_half_close("half-close", 0, 1000, 4 * MiB);
+	test_half_close("half-close (chain)", 1, 1000, 4 * MiB);
+	test_half_close("half-close, long request (chain)", 1, 3 * MiB, 1);
+	test_half_close_far("far end first", 0);
+	test_half_close_far("far end first (chain)", 1);
+	test_done_deferred();
+	test_backpressure("back-pressure down", 0, 0);
+	test_backpressure("back-pressure up", 0, 1);
+	test_backpressure("back-pressure down (chain)", 1, 0);
+	test_backpressure("back-pressure up (chain)", 1, 1);
+	test_tls_gone("TLS peer closes while idle", 0, 0);
+	test_tls_gone("TLS peer resets while idle", 0, 1);
+	test_tls_gone("TLS peer resets mid-stream", 1, 1);
+	test_plain_reset("client resets while idle", 0);
+	test_plain_reset("client resets mid-stream", 1);
+	test_tls_garbage();
+	test_free_live();
+	test_idle_end();
+
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
+	event_base_free(base);
+	rc = done_testing();
+	printf("# %.1f s\n", now() - t0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);
+	if (system(cmd) != 0)
+		printf("# could not remove %s\n", top);
+	return rc;
+}
