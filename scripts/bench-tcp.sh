@@ -71,8 +71,10 @@ T_PRIO=9100
 
 # ---- servers ----
 
-tcp_servers() {
-	local d="$BENCH_TMP/nginx"
+# tcp_nginx_files DIR LISTEN: nginx's files (the small page, a random
+# 16 MiB file whose sum is T_BIG_SUM) and a config listening on LISTEN.
+tcp_nginx_files() {
+	local d=$1
 	mkdir -p "$d/www" "$d/tmp"
 	head -c "$T_BODY" /dev/zero | tr '\0' 'x' > "$d/www/index.html"
 	# Random bytes, to check that what arrives is what was sent.
@@ -94,9 +96,14 @@ tcp_servers() {
 		fastcgi_temp_path $d/tmp;
 		uwsgi_temp_path $d/tmp;
 		scgi_temp_path $d/tmp;
-		server { listen $T_WEB backlog=4096; root $d/www; }
+		server { listen $2 backlog=4096; root $d/www; }
 	}
 	EOF
+}
+
+tcp_servers() {
+	local d="$BENCH_TMP/nginx"
+	tcp_nginx_files "$d" "$T_WEB"
 	bg_ns nginx -c "$d/nginx.conf" -e "$d/error.log"
 	wait_port "${T_WEB%:*}" "${T_WEB#*:}" || die "nginx did not start"
 	bg_ns iperf3 -s -B "${T_IPERF_UP%:*}" -p "${T_IPERF_UP#*:}" \
@@ -104,7 +111,12 @@ tcp_servers() {
 	wait_port "${T_IPERF_UP%:*}" "${T_IPERF_UP#*:}" ||
 		die "iperf3 -s did not start"
 
-	# wrk: one line of numbers at the end, latencies in microseconds.
+	tcp_wrk_report
+}
+
+# tcp_wrk_report: wrk's script for one line of numbers at the end,
+# latencies in microseconds (wrk_run reads it).
+tcp_wrk_report() {
 	cat > "$BENCH_TMP/report.lua" <<-'EOF'
 	done = function(s, lat, req)
 		local e = s.errors

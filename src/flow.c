@@ -443,10 +443,13 @@ flow_free(struct flow *f)
 		relay_tls_free(f->trelay);
 	}
 	tunnel_cancel(f->treq);
-	if (f->ssl != NULL) {
+	/* A clean end leaves the tunnel connection fit for the next flow. */
+	if (f->ssl != NULL && f->clean && sl->tunnel != NULL)
+		tunnel_conn_release(sl->tunnel, f->ssl, &f->upstream.sa);
+	else if (f->ssl != NULL)
 		tunnel_conn_close(f->ssl, f->clean);
+	if (f->ssl != NULL)
 		f->ufd = -1;
-	}
 	if (event_initialized(&f->dial))
 		event_del(&f->dial);
 	/* Anything but a clean end must look like a failure to both peers. */

@@ -27,7 +27,7 @@
 #define HOST_HANDSHAKE_TIME	10	/* seconds for a TLS handshake */
 /* Tunnellers keep connections ready for up to 45 s (tunnel.c). */
 #define HOST_WAIT_OPEN		60
-#define HOST_IN_BUF		(16 * 1024 + TMSG_MAX)
+#define HOST_IN_BUF		TMSG_MAX	/* the opening message, exactly */
 #define HOST_REFUSALS		8	/* recent ones shown by dump */
 
 enum hstate { HF_HANDSHAKE, HF_OPEN, HF_DIAL, HF_REPLY, HF_RELAY,
@@ -51,7 +51,7 @@ struct hflow {
 	char			 identity[256];
 	union host_addr		 peer, upstream;
 	struct tmsg_open	 msg;
-	uint8_t			*in;		/* opening message, early data */
+	uint8_t			*in;		/* the opening message */
 	size_t			 nin, used;
 	uint8_t			 out[TMSG_MAX];	/* the reply */
 	size_t			 nout;
@@ -182,6 +182,34 @@ hflow_refuse(struct hflow *f, int status, const char *why)
 
 /* ---- relaying ---- */
 
+static void	hflow_read_open(struct hflow *);
+
+/*
+ * The flow ended cleanly both ways, so the connection is in step: it
+ * waits for the tunneller's next opening message, under the config in
+ * use by then.
+ */
+static void
+hflow_next(struct hflow *f)
+{
+	relay_tls_free(f->relay);
+	f->relay = NULL;
+	if (f->ufd != -1)
+		close(f->ufd);
+	f->ufd = -1;
+	f->svc = NULL;
+	f->clean = 0;
+	memset(&f->msg, 0, sizeof(f->msg));
+	memset(&f->upstream, 0, sizeof(f->upstream));
+	f->nin = f->used = 0;
+	conf_unref(f->conf);
+	f->conf = conf_ref(f->host->sl->conf);
+	f->id = ++f->host->next_id;
+	clock_gettime(CLOCK_MONOTONIC, &f->start);
+	hflow_stage(f, HF_OPEN, HOST_WAIT_OPEN);
+	hflow_read_open(f);
+}
+
 static void
 hflow_relay_done(struct relay_tls *r, void *arg)
 {
@@ -202,7 +230,10 @@ hflow_relay_done(struct relay_tls *r, void *arg)
 		    *detail ? ": " : "", detail, (unsigned long long)up,
 		    (unsigned long long)down, hflow_age(f));
 	}
-	hflow_free(f);
+	if (f->clean)
+		hflow_next(f);
+	else
+		hflow_free(f);
 }
 
 static void
@@ -213,11 +244,8 @@ hflow_relay(struct hflow *f)
 	if (event_initialized(&f->ev))
 		event_del(&f->ev);
 	f->state = HF_RELAY;
-	f->relay = relay_tls_new(f->host->sl->base, f->ufd, f->ssl,
-	    f->in + f->used, f->nin - f->used, f->conf->host_idle_timeout,
-	    hflow_relay_done, f);
-	free(f->in);
-	f->in = NULL;
+	f->relay = relay_tls_new(f->host->sl->base, f->ufd, f->ssl, NULL, 0,
+	    f->conf->host_idle_timeout, hflow_relay_done, f);
 	if (f->relay == NULL) {
 		log_warn("host flow %llu: relay", (unsigned long long)f->id);
 		hflow_free(f);
@@ -394,23 +422,27 @@ static void
 hflow_read_open(struct hflow *f)
 {
 	const char *why;
+	size_t need;
 	ssize_t n;
 	int rc, e, status;
 
 	for (;;) {
-		n = tmsg_open_parse(f->in, f->nin, &f->msg, &status, &why);
-		if (n > 0) {
-			f->used = n;
-			hflow_request(f);
-			return;
-		}
-		if (n == -1) {
+		/* Exactly the message: the flow's bytes are relay_tls's. */
+		if ((need = tmsg_need(f->in, f->nin)) == 0) {
+			n = tmsg_open_parse(f->in, f->nin, &f->msg, &status,
+			    &why);
+			if (n > 0) {
+				f->used = n;
+				hflow_request(f);
+				return;
+			}
 			memset(&f->msg, 0, sizeof(f->msg));
-			hflow_refuse(f, status, why);
+			hflow_refuse(f, n == -1 ? status : TMSG_BAD_REQUEST,
+			    n == -1 ? why : "message cut short");
 			return;
 		}
 		ERR_clear_error();
-		rc = SSL_read(f->ssl, f->in + f->nin, HOST_IN_BUF - f->nin);
+		rc = SSL_read(f->ssl, f->in + f->nin, need);
 		if (rc > 0) {
 			f->nin += rc;
 			continue;

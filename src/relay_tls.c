@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Relays a plain TCP socket over TLS, both ways, with half-close. */
+/* Relays a plain TCP socket over TLS in chunks, both ways, with half-close. */
 #include "config.h"
 
 #include <sys/socket.h>
@@ -23,7 +23,14 @@
  * SSL_MODE_RELEASE_BUFFERS). 64 KiB is four full TLS records per write.
  */
 #define RT_BUF		(64 * 1024)
-#define RT_RECORD	16384		/* a TLS record's plaintext */
+/*
+ * On the TLS side a flow is a series of chunks, each a 4-byte big-endian
+ * length and that many bytes; an empty chunk ends the direction. A flow
+ * that ends this way in both directions leaves the connection in step
+ * for the next flow (tunnel.c and host.c reuse it).
+ */
+#define RT_HDR		4
+#define RT_CHUNK_MAX	(RT_BUF - RT_HDR)
 /* Steps per wakeup, so that one busy flow cannot starve the others. */
 #define RT_ROUNDS	16
 
@@ -37,6 +44,10 @@ struct rt_dir {
 	int		 shut;		/* end passed on */
 	int		 want;		/* SSL_ERROR_WANT_* of its TLS call */
 	int		 fd_wait;	/* its plain-socket call saw EAGAIN */
+	int		 fin;		/* up: the empty chunk is queued */
+	uint8_t		 hdr[RT_HDR];	/* down: a chunk header being read */
+	size_t		 nhdr;
+	uint32_t	 chunk;		/* down: bytes left in this chunk */
 };
 
 struct relay_tls {
@@ -44,6 +55,8 @@ struct relay_tls {
 	SSL		*ssl;
 	struct rt_dir	 up;		/* fd -> ssl */
 	struct rt_dir	 down;		/* ssl -> fd */
+	uint8_t		*pre;		/* TLS-side bytes read before us */
+	size_t		 npre, pre_off;
 	struct event	 ev[EV_COUNT];
 	unsigned	 armed;		/* 1 << EV_* */
 	struct event	 again;		/* more to do after the others */
@@ -91,12 +104,37 @@ rt_tls_fail(struct relay_tls *r, int e)
 	return rt_fail(r, EPROTO, 1, text);
 }
 
+/*
+ * Buffers go back to a small free list rather than to malloc: a busy
+ * flow empties its buffers at every pause, and returning 64 KiB blocks
+ * to the heap each time made glibc trim and grow it thousands of times
+ * a second. The event loop is single-threaded.
+ */
+#define RT_FREE_MAX	32
+static uint8_t	*rt_free_list[RT_FREE_MAX];
+static size_t	 rt_nfree;
+
 static int
 rt_buf(struct relay_tls *r, struct rt_dir *d)
 {
-	if (d->buf == NULL && (d->buf = malloc(RT_BUF)) == NULL)
+	if (d->buf != NULL)
+		return 0;
+	if (rt_nfree > 0)
+		d->buf = rt_free_list[--rt_nfree];
+	else if ((d->buf = malloc(RT_BUF)) == NULL)
 		return rt_fail(r, ENOMEM, -1, "");
 	return 0;
+}
+
+static void
+rt_buf_put(uint8_t *buf)
+{
+	if (buf == NULL)
+		return;
+	if (rt_nfree < RT_FREE_MAX)
+		rt_free_list[rt_nfree++] = buf;
+	else
+		free(buf);
 }
 
 /* An idle direction gives its buffer back. */
@@ -105,16 +143,17 @@ rt_trim(struct rt_dir *d)
 {
 	if (d->off == d->len) {
 		d->off = d->len = 0;
-		free(d->buf);
+		rt_buf_put(d->buf);
 		d->buf = NULL;
 	}
 }
 
 static void
-rt_moved(struct relay_tls *r, struct rt_dir *d, size_t n)
+rt_moved(struct relay_tls *r, struct rt_dir *d, size_t n, int count)
 {
 	d->off += n;
-	d->bytes += n;
+	if (count)
+		d->bytes += n;
 	if (d->off == d->len)
 		d->off = d->len = 0;
 	if (r->idle)
@@ -133,21 +172,12 @@ rt_up(struct relay_tls *r)
 	if (d->shut)
 		return 0;
 	if (d->len > d->off) {
+		/* The payload was counted when read: headers are not. */
 		if ((rc = SSL_write(r->ssl, d->buf + d->off,
 		    d->len - d->off)) > 0) {
-			rt_moved(r, d, rc);
-			return 1;
-		}
-		d->want = SSL_get_error(r->ssl, rc);
-		if (d->want == SSL_ERROR_WANT_READ ||
-		    d->want == SSL_ERROR_WANT_WRITE)
-			return 0;
-		return rt_tls_fail(r, d->want);
-	}
-	if (d->eof) {
-		/* 0: our close_notify left; 1: the peer's had come too. */
-		if ((rc = SSL_shutdown(r->ssl)) >= 0) {
-			d->shut = 1;
+			rt_moved(r, d, rc, 0);
+			if (d->len == 0 && d->fin)
+				d->shut = 1;
 			return 1;
 		}
 		d->want = SSL_get_error(r->ssl, rc);
@@ -158,11 +188,23 @@ rt_up(struct relay_tls *r)
 	}
 	if (rt_buf(r, d) == -1)
 		return -1;
+	if (d->eof) {
+		/* The empty chunk: the end of this direction. */
+		memset(d->buf, 0, RT_HDR);
+		d->len = RT_HDR;
+		d->fin = 1;
+		return 1;
+	}
 	do {
-		n = read(r->fd, d->buf, RT_BUF);
+		n = read(r->fd, d->buf + RT_HDR, RT_CHUNK_MAX);
 	} while (n == -1 && errno == EINTR);
 	if (n > 0) {
-		d->len = n;
+		d->buf[0] = (uint8_t)(n >> 24);
+		d->buf[1] = (uint8_t)(n >> 16);
+		d->buf[2] = (uint8_t)(n >> 8);
+		d->buf[3] = (uint8_t)n;
+		d->len = RT_HDR + n;
+		d->bytes += n;
 		return 1;
 	}
 	if (n == 0) {
@@ -177,35 +219,84 @@ rt_up(struct relay_tls *r)
 }
 
 /*
- * TLS -> our buffer, a record at a time while there is room for one:
- * several records then leave in one write(2). 1 after progress, else 0
- * (want says on what it waits), -1.
+ * Reads up to n bytes from the TLS side (first what was read before the
+ * relay began): the count, 0 when it must wait (down.want says on what),
+ * or -1.
+ */
+static int
+rt_tls_read(struct relay_tls *r, uint8_t *dst, size_t n)
+{
+	struct rt_dir *d = &r->down;
+	int rc;
+
+	if (r->pre_off < r->npre) {
+		if (n > r->npre - r->pre_off)
+			n = r->npre - r->pre_off;
+		memcpy(dst, r->pre + r->pre_off, n);
+		r->pre_off += n;
+		return n;
+	}
+	if ((rc = SSL_read(r->ssl, dst, n)) > 0)
+		return rc;
+	d->want = SSL_get_error(r->ssl, rc);
+	if (d->want == SSL_ERROR_WANT_READ || d->want == SSL_ERROR_WANT_WRITE)
+		return 0;
+	if (d->want == SSL_ERROR_ZERO_RETURN) {
+		ERR_clear_error();
+		return rt_fail(r, ECONNRESET, 1, "tunnel closed mid-flow");
+	}
+	return rt_tls_fail(r, d->want);
+}
+
+/* A chunk header is complete: its length, or the end of the direction. */
+static int
+rt_chunk_start(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	uint32_t len = (uint32_t)d->hdr[0] << 24 | (uint32_t)d->hdr[1] << 16 |
+	    (uint32_t)d->hdr[2] << 8 | d->hdr[3];
+
+	d->nhdr = 0;
+	if (len > RT_CHUNK_MAX)
+		return rt_fail(r, EPROTO, 1, "chunk longer than the maximum");
+	if (len == 0)
+		d->eof = 1;
+	d->chunk = len;
+	return 0;
+}
+
+/*
+ * TLS -> our buffer: chunk payloads only, read exactly, so that nothing
+ * past the flow's end is taken from the connection. Several chunks then
+ * leave in one write(2). 1 after progress, else 0, -1.
  */
 static int
 rt_down_fill(struct relay_tls *r)
 {
 	struct rt_dir *d = &r->down;
 	int rc, moved = 0;
+	size_t want;
 
-	while (!d->eof && RT_BUF - d->len >= RT_RECORD) {
-		if (rt_buf(r, d) == -1)
-			return -1;
-		if ((rc = SSL_read(r->ssl, d->buf + d->len,
-		    RT_BUF - d->len)) > 0) {
-			d->len += rc;
+	while (!d->eof) {
+		if (d->chunk == 0) {
+			rc = rt_tls_read(r, d->hdr + d->nhdr, RT_HDR - d->nhdr);
+			if (rc <= 0)
+				return rc == -1 ? -1 : moved;
 			moved = 1;
+			if ((d->nhdr += rc) == RT_HDR && rt_chunk_start(r) == -1)
+				return -1;
 			continue;
 		}
-		d->want = SSL_get_error(r->ssl, rc);
-		if (d->want == SSL_ERROR_ZERO_RETURN) {
-			d->want = 0;
-			d->eof = 1;
-			return 1;
-		}
-		if (d->want == SSL_ERROR_WANT_READ ||
-		    d->want == SSL_ERROR_WANT_WRITE)
+		if (d->len == RT_BUF)
 			break;
-		return rt_tls_fail(r, d->want);
+		if (rt_buf(r, d) == -1)
+			return -1;
+		want = RT_BUF - d->len < d->chunk ? RT_BUF - d->len : d->chunk;
+		if ((rc = rt_tls_read(r, d->buf + d->len, want)) <= 0)
+			return rc == -1 ? -1 : moved;
+		d->len += rc;
+		d->chunk -= rc;
+		moved = 1;
 	}
 	return moved;
 }
@@ -228,7 +319,7 @@ rt_down(struct relay_tls *r)
 			n = write(r->fd, d->buf + d->off, d->len - d->off);
 		} while (n == -1 && errno == EINTR);
 		if (n > 0) {
-			rt_moved(r, d, n);
+			rt_moved(r, d, n, 1);
 			return 1;
 		}
 		if (n == -1 && errno == EAGAIN) {
@@ -391,10 +482,10 @@ relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
 	r->done = done;
 	r->arg = arg;
 	if (npre > 0) {
-		if ((r->down.buf = malloc(RT_BUF)) == NULL)
+		if ((r->pre = malloc(npre)) == NULL)
 			goto fail;
-		memcpy(r->down.buf, pre, npre);
-		r->down.len = npre;
+		memcpy(r->pre, pre, npre);
+		r->npre = npre;
 	}
 	if (rt_events(r, base) == -1)
 		goto fail;
@@ -447,7 +538,8 @@ relay_tls_free(struct relay_tls *r)
 		event_del(&r->again);
 	if (event_initialized(&r->idle_ev))
 		event_del(&r->idle_ev);
-	free(r->up.buf);
-	free(r->down.buf);
+	rt_buf_put(r->up.buf);
+	rt_buf_put(r->down.buf);
+	free(r->pre);
 	free(r);
 }

@@ -114,18 +114,22 @@ ssize_t	tmsg_open_parse(const uint8_t *buf, size_t len, struct tmsg_open *,
 ssize_t	tmsg_reply_parse(const uint8_t *buf, size_t len, struct tmsg_reply *,
 	    const char **why);
 const char *tmsg_status_str(int status);
+/* How many more bytes the message at buf needs; 0: parse it now. */
+size_t	tmsg_need(const uint8_t *buf, size_t len);
 
 /* ---- a plain socket relayed over TLS (relay_tls.c) ---- */
 
 /*
  * Relays the plain socket fd and the TLS connection ssl (handshake done,
- * on its own nonblocking socket) until both directions have ended: EOF on
- * fd is passed on as close_notify, a close_notify as shutdown(fd, SHUT_WR)
- * (TLS 1.3 lets each side go on sending after the other's close_notify).
- * pre holds bytes already read from ssl (past the opening message) for fd.
- * A flow that moves no byte for idle seconds (0: never) ends with
- * ETIMEDOUT. done runs once, never from within relay_tls_new(), and may
- * free the relay; neither fd nor ssl is owned.
+ * on its own nonblocking socket) until both directions have ended. On the
+ * TLS side bytes travel in chunks (u32 length, bytes); an empty chunk ends
+ * a direction, and EOF on fd becomes one, one from the peer becomes
+ * shutdown(fd, SHUT_WR). A flow that ends so in both directions ends clean
+ * and leaves the connection in step for the next flow: nothing past the
+ * peer's empty chunk is read. pre holds TLS-side bytes read before the
+ * relay began. A flow that moves no byte for idle seconds (0: never) ends
+ * with ETIMEDOUT. done runs once, never from within relay_tls_new(), and
+ * may free the relay; neither fd nor ssl is owned.
  */
 struct relay_tls;
 typedef void	(*relay_tls_done_cb)(struct relay_tls *, void *arg);
@@ -139,8 +143,9 @@ void		 relay_tls_bytes(const struct relay_tls *, uint64_t *up,
 int		 relay_tls_state(const struct relay_tls *);
 /*
  * The errno that ended it, 0 if clean; *side: 0 the plain socket, 1 the
- * TLS peer (EPROTO: a TLS error, ECONNRESET: gone without close_notify),
- * -1 neither (memory, idle timeout). *detail: text for logs, or "".
+ * TLS peer (EPROTO: a TLS error or a chunk over the maximum; ECONNRESET:
+ * the connection went, or was closed before the flow's end), -1 neither
+ * (memory, idle timeout). *detail: text for logs, or "".
  */
 int		 relay_tls_error(const struct relay_tls *, int *side,
 		    const char **detail);
@@ -181,6 +186,12 @@ struct tunnel_req *tunnel_open(struct tunnel *, const struct service *,
 void		 tunnel_cancel(struct tunnel_req *);
 /* Closes a connection tunnel_cb handed over; a reset unless clean. */
 void		 tunnel_conn_close(SSL *, int clean);
+/*
+ * Gives back a connection whose relay ended cleanly in both directions
+ * (relay_tls_error() 0): it carries the host's next flow.
+ */
+void		 tunnel_conn_release(struct tunnel *, SSL *,
+		    const struct sockaddr *host);
 void		 tunnel_dump(const struct tunnel *, FILE *);
 
 #endif /* SLUICE_TUNNEL_H */

@@ -389,3 +389,24 @@ tmsg_status_str(int status)
 		return "unknown status";
 	return text[status];
 }
+
+/*
+ * Bytes still missing before the message at buf is complete: readers take
+ * exactly that many from the connection, so that nothing past it (the
+ * flow's first bytes, the next request) is read by the wrong party. 0
+ * when complete, or when the header declares a body over the maximum (the
+ * parser then says why). Only the length is looked at: a bad magic or
+ * version is found by the parser once the declared body is in.
+ */
+size_t
+tmsg_need(const uint8_t *buf, size_t len)
+{
+	size_t total;
+
+	if (len < TMSG_HDR)
+		return TMSG_HDR - len;
+	total = TMSG_HDR + ((size_t)buf[4] << 8 | buf[5]);
+	if (total > TMSG_MAX)
+		return 0;
+	return len < total ? total - len : 0;
+}

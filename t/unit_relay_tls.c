@@ -29,6 +29,10 @@
 #define MiB		(1024 * 1024)
 #define IOBUF		(256 * 1024)
 #define RECORD		16384		/* a TLS record's plaintext */
+/* The relay's chunks on the TLS side (RT_HDR, RT_CHUNK_MAX in relay_tls.c). */
+#define CHUNK_HDR	4
+#define CHUNK_MAX	65532
+#define TXBUF		(128 * 1024)	/* a TLS peer's framed chunks */
 #define BOTH_SHUT	(RELAY_AB_SHUT | RELAY_BA_SHUT)
 
 static struct event_base *base;
@@ -103,30 +107,60 @@ stream_check(const unsigned char *buf, uint64_t seed, uint64_t pos,
  * ---- a test endpoint on either kind of socket ----
  *
  * It sends one stream and receives and checks another. On a plain socket
- * (ssl NULL) the end of its stream is shutdown(SHUT_WR); on TLS it is
- * close_notify, and the end of what it receives is SSL_ERROR_ZERO_RETURN
- * (anything else is rx_err).
+ * (ssl NULL) the end of its stream is shutdown(SHUT_WR). On TLS it speaks
+ * the relay's chunks: a 4-byte big-endian length and that many bytes, an
+ * empty chunk for the end; what it receives ends with the relay's empty
+ * chunk (a close_notify before it, or a chunk over CHUNK_MAX, is rx_err).
+ * It reads chunks exactly, as the relay does, and sends them in varied
+ * sizes (or tx_chunk each), packed so that headers fall anywhere in its
+ * records, a header split across two of them too.
  */
 struct peer {
 	int		 fd;
 	SSL		*ssl;
 	struct event	 rev, wev;
 	unsigned	 armed;		/* 1 rev, 2 wev */
-	uint64_t	 tx_seed, tx_total, tx_done;
+	uint64_t	 tx_seed, tx_total, tx_done;	/* TLS: framed */
 	int		 tx_after_eof;	/* answer only after EOF */
 	int		 tx_hold;	/* send nothing until released */
 	int		 tx_shut;	/* our end of stream went out */
 	int		 tx_blocked;	/* a write would have blocked */
 	int		 tx_err;
+	uint8_t		*txbuf;		/* TLS: chunks framed, to send */
+	size_t		 txoff, txlen;
+	int		 tx_fin;	/* TLS: the empty chunk is in txbuf */
+	uint32_t	 tx_chunk;	/* TLS: payload per chunk; 0 varied */
+	unsigned	 tx_nchunks;
 	uint64_t	 rx_seed, rx_done;
 	long long	 rx_bad;	/* first wrong offset, -1 */
 	int		 rx_eof, rx_err, rx_paused;
+	uint8_t		 rx_hdr[CHUNK_HDR];	/* TLS: a header being read */
+	size_t		 rx_nhdr;
+	uint32_t	 rx_left;	/* TLS: bytes left in this chunk */
+	unsigned	 rx_chunks;
+	uint32_t	 rx_bad_len;	/* TLS: a chunk over CHUNK_MAX */
 	uint64_t	 vanish_after;	/* close without a word after this */
 	double		 vanish_at;
 	int		 vanish_reset;	/* ... with a RST (SO_LINGER 0) */
 };
 
 static void peer_pump(evutil_socket_t, short, void *);
+
+static uint32_t
+be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
 
 /* Keeps the fd and ssl that rig_open() gave the peer. */
 static void
@@ -136,6 +170,7 @@ peer_init(struct peer *p, uint64_t tx_seed, uint64_t tx_total,
 	int fd = p->fd;
 	SSL *ssl = p->ssl;
 
+	free(p->txbuf);
 	memset(p, 0, sizeof(*p));
 	p->fd = fd;
 	p->ssl = ssl;
@@ -143,6 +178,61 @@ peer_init(struct peer *p, uint64_t tx_seed, uint64_t tx_total,
 	p->tx_total = tx_total;
 	p->rx_seed = rx_seed;
 	p->rx_bad = -1;
+}
+
+static void
+peer_free(struct peer *p)
+{
+	free(p->txbuf);
+	p->txbuf = NULL;
+}
+
+/* The next chunk's payload: a quarter full, tiny, small, large. */
+static uint32_t
+peer_chunk_size(struct peer *p)
+{
+	uint64_t x;
+
+	if (p->tx_chunk != 0)
+		return p->tx_chunk;
+	x = mix64(p->tx_seed * 1000003 + p->tx_nchunks++);
+	switch (x & 3) {
+	case 0:
+		return CHUNK_MAX;
+	case 1:
+		return 1 + (x >> 8) % 16;
+	case 2:
+		return 1 + (x >> 8) % RECORD;
+	default:
+		return RECORD + 1 + (x >> 8) % (CHUNK_MAX - RECORD);
+	}
+}
+
+/* TLS: frames what is left of the stream into txbuf while it fits. */
+static void
+peer_frame(struct peer *p)
+{
+	uint64_t size;
+
+	if (p->txbuf == NULL && (p->txbuf = malloc(TXBUF)) == NULL)
+		abort();
+	while (p->tx_done < p->tx_total && TXBUF - p->txlen > CHUNK_HDR) {
+		size = peer_chunk_size(p);
+		if (size > p->tx_total - p->tx_done)
+			size = p->tx_total - p->tx_done;
+		if (size > TXBUF - p->txlen - CHUNK_HDR)
+			size = TXBUF - p->txlen - CHUNK_HDR;
+		put_be32(p->txbuf + p->txlen, size);
+		stream_fill(p->txbuf + p->txlen + CHUNK_HDR, p->tx_seed,
+		    p->tx_done, size);
+		p->txlen += CHUNK_HDR + size;
+		p->tx_done += size;
+	}
+	if (p->tx_done == p->tx_total && TXBUF - p->txlen >= CHUNK_HDR) {
+		put_be32(p->txbuf + p->txlen, 0);
+		p->txlen += CHUNK_HDR;
+		p->tx_fin = 1;
+	}
 }
 
 static void
@@ -192,7 +282,8 @@ peer_vanish(struct peer *p, int reset)
 /*
  * A call that moved nothing: 0 when it would block (*want gets what to
  * wait for; dir is 1 for a read, 2 for a write), -1 when that way has
- * ended (*err: 0 for EOF or close_notify, else an errno).
+ * ended (*err: 0 for EOF, else an errno). On TLS a close_notify is never
+ * a clean end: ECONNRESET.
  */
 static int
 peer_io_result(struct peer *p, int n, unsigned dir, unsigned *want,
@@ -215,29 +306,59 @@ peer_io_result(struct peer *p, int n, unsigned dir, unsigned *want,
 	else if (e == SSL_ERROR_WANT_WRITE)
 		*want |= 2;
 	else {
-		*err = e == SSL_ERROR_ZERO_RETURN ? 0 :
+		*err = e == SSL_ERROR_ZERO_RETURN ? ECONNRESET :
 		    e == SSL_ERROR_SYSCALL && errno != 0 ? errno : EPROTO;
 		return -1;
 	}
 	return 0;
 }
 
+/* Payload received: checked against the stream. */
+static void
+peer_got(struct peer *p, const unsigned char *buf, size_t n)
+{
+	long long bad;
+
+	if (p->rx_bad == -1 && (bad = stream_check(buf, p->rx_seed,
+	    p->rx_done, n)) != -1)
+		p->rx_bad = bad;
+	p->rx_done += n;
+}
+
 static void
 peer_rx(struct peer *p, unsigned *want)
 {
-	long long bad;
+	size_t len;
 	int n, err;
 
 	while (!p->rx_paused && !p->rx_eof && !p->rx_err) {
-		if (p->ssl != NULL)
-			n = SSL_read(p->ssl, iobuf, IOBUF);
-		else
+		if (p->ssl == NULL) {
 			n = recv(p->fd, iobuf, IOBUF, 0);
+			if (n > 0)
+				peer_got(p, iobuf, n);
+		} else if (p->rx_left == 0) {
+			n = SSL_read(p->ssl, p->rx_hdr + p->rx_nhdr,
+			    CHUNK_HDR - p->rx_nhdr);
+			if (n > 0 && (p->rx_nhdr += n) == CHUNK_HDR) {
+				p->rx_nhdr = 0;
+				p->rx_left = be32(p->rx_hdr);
+				if (p->rx_left == 0)
+					p->rx_eof = 1;
+				else if (p->rx_left > CHUNK_MAX) {
+					p->rx_bad_len = p->rx_left;
+					p->rx_err = EMSGSIZE;
+				} else
+					p->rx_chunks++;
+			}
+		} else {
+			len = p->rx_left < IOBUF ? p->rx_left : IOBUF;
+			n = SSL_read(p->ssl, iobuf, len);
+			if (n > 0) {
+				peer_got(p, iobuf, n);
+				p->rx_left -= n;
+			}
+		}
 		if (n > 0) {
-			if (p->rx_bad == -1 && (bad = stream_check(iobuf,
-			    p->rx_seed, p->rx_done, n)) != -1)
-				p->rx_bad = bad;
-			p->rx_done += n;
 			if (p->vanish_after && p->rx_done >= p->vanish_after)
 				return;
 			continue;
@@ -251,48 +372,54 @@ peer_rx(struct peer *p, unsigned *want)
 	}
 }
 
-static void
-peer_tx_end(struct peer *p, unsigned *want)
-{
-	int n, err;
-
-	if (p->ssl == NULL) {
-		if (shutdown(p->fd, SHUT_WR) == -1)
-			p->tx_err = errno;
-		p->tx_shut = 1;
-		return;
-	}
-	if ((n = SSL_shutdown(p->ssl)) >= 0)
-		p->tx_shut = 1;
-	else if (peer_io_result(p, n, 2, want, &err) == -1)
-		p->tx_err = err ? err : EIO;
-}
-
 /*
- * A record at a time on TLS: a retry after WANT_WRITE is then the same
- * bytes at the same length, as OpenSSL requires.
+ * Plain: a buffer at a time. TLS: the chunks framed in txbuf, a record at
+ * a time, so that a retry after WANT_WRITE is the same bytes at the same
+ * length, as OpenSSL requires; the end is the empty chunk going out.
  */
 static void
 peer_tx(struct peer *p, unsigned *want)
 {
-	size_t len, max = p->ssl != NULL ? RECORD : IOBUF;
+	size_t len;
 	int n, err;
 
 	if (p->tx_hold || (p->tx_after_eof && !p->rx_eof) || p->tx_shut ||
 	    p->tx_err)
 		return;
-	while (p->tx_done < p->tx_total) {
-		len = p->tx_total - p->tx_done;
-		if (len > max)
-			len = max;
-		stream_fill(iobuf, p->tx_seed, p->tx_done, len);
-		if (p->ssl != NULL)
-			n = SSL_write(p->ssl, iobuf, len);
-		else
+	for (;;) {
+		if (p->ssl == NULL) {
+			if (p->tx_done == p->tx_total) {
+				if (shutdown(p->fd, SHUT_WR) == -1)
+					p->tx_err = errno;
+				p->tx_shut = 1;
+				return;
+			}
+			len = p->tx_total - p->tx_done;
+			if (len > IOBUF)
+				len = IOBUF;
+			stream_fill(iobuf, p->tx_seed, p->tx_done, len);
 			n = send(p->fd, iobuf, len, MSG_NOSIGNAL);
-		if (n > 0) {
-			p->tx_done += n;
-			continue;
+			if (n > 0) {
+				p->tx_done += n;
+				continue;
+			}
+		} else {
+			if (p->txoff == p->txlen) {
+				p->txoff = p->txlen = 0;
+				if (p->tx_fin) {
+					p->tx_shut = 1;
+					return;
+				}
+				peer_frame(p);
+			}
+			len = p->txlen - p->txoff;
+			if (len > RECORD)
+				len = RECORD;
+			n = SSL_write(p->ssl, p->txbuf + p->txoff, len);
+			if (n > 0) {
+				p->txoff += n;
+				continue;
+			}
 		}
 		if (peer_io_result(p, n, 2, want, &err) == -1) {
 			p->tx_err = err ? err : EIO;
@@ -301,7 +428,6 @@ peer_tx(struct peer *p, unsigned *want)
 		p->tx_blocked++;
 		return;
 	}
-	peer_tx_end(p, want);
 }
 
 static void
@@ -343,6 +469,17 @@ peer_got_eof(void *arg)
 	struct peer *p = arg;
 
 	return p->rx_eof || p->rx_err;
+}
+
+static uint64_t rx_target;
+
+/* The peer has rx_target bytes, or what it receives has ended. */
+static int
+peer_has(void *arg)
+{
+	struct peer *p = arg;
+
+	return p->rx_done >= rx_target || p->rx_eof || p->rx_err;
 }
 
 /* ---- sockets ---- */
@@ -459,6 +596,8 @@ struct slot {
 	int		 state, err, side;
 	char		 detail[160];
 	int		 free_in_done;
+	void		(*on_done)(struct slot *, void *);	/* then this */
+	void		*on_done_arg;
 };
 
 static void
@@ -474,6 +613,8 @@ slot_done(struct relay_tls *r, void *arg)
 	s->state = relay_tls_state(r);
 	s->err = relay_tls_error(r, &s->side, &detail);
 	snprintf(s->detail, sizeof(s->detail), "%s", detail ? detail : "");
+	if (s->on_done != NULL)
+		s->on_done(s, s->on_done_arg);
 	if (s->free_in_done) {
 		relay_tls_free(r);
 		s->r = NULL;
@@ -552,6 +693,14 @@ rig_start(struct rig *g)
 	return rig_start_pre(g, NULL, 0, 0);
 }
 
+/* One relay, its TLS peer driven by hand (the chunk_* helpers). */
+static int
+rig_start_hand(struct rig *g)
+{
+	peer_start(&g->c);
+	return slot_new(&g->a, g->ra, g->tc, NULL, 0, 0);
+}
+
 static void
 rig_close(struct rig *g)
 {
@@ -561,6 +710,9 @@ rig_close(struct rig *g)
 	peer_stop(&g->c);
 	peer_stop(&g->t);
 	peer_stop(&g->s);
+	peer_free(&g->c);
+	peer_free(&g->t);
+	peer_free(&g->s);
 	if (g->c.fd != -1)
 		close(g->c.fd);
 	if (g->s.fd != -1)
@@ -581,6 +733,15 @@ rig_finished(void *arg)
 
 	return g->a.ndone && (!g->chain || g->b.ndone) &&
 	    peer_finished(&g->c) && peer_finished(rig_far(g));
+}
+
+/* A rig whose TLS peer the test drives by hand. */
+static int
+rig_hand_finished(void *arg)
+{
+	struct rig *g = arg;
+
+	return g->a.ndone && peer_finished(&g->c);
 }
 
 static int
@@ -617,6 +778,163 @@ static int
 never(void *arg)
 {
 	return 0;
+}
+
+/* ---- the far TLS end by hand ---- */
+
+static int tls_last;		/* the helpers' last SSL_get_error() */
+
+/*
+ * All of len bytes written or read, the loop run meanwhile (the relay is
+ * on it too) and 5 s at most: 0, or -1 with tls_last.
+ */
+static int
+tls_io(SSL *ssl, int wr, void *buf, size_t len)
+{
+	double end = now() + 5;
+	size_t off = 0;
+	int n;
+
+	tls_last = 0;
+	while (off < len) {
+		n = wr ? SSL_write(ssl, (uint8_t *)buf + off, len - off) :
+		    SSL_read(ssl, (uint8_t *)buf + off, len - off);
+		if (n > 0) {
+			off += n;
+			continue;
+		}
+		tls_last = SSL_get_error(ssl, n);
+		ERR_clear_error();
+		if ((tls_last != SSL_ERROR_WANT_READ &&
+		    tls_last != SSL_ERROR_WANT_WRITE) || now() > end)
+			return -1;
+		run_until(never, NULL, 0.002);
+	}
+	return 0;
+}
+
+/* Raw bytes on the TLS side: one record when they fit in one. */
+static int
+tls_put(SSL *ssl, const void *buf, size_t len)
+{
+	return tls_io(ssl, 1, (void *)buf, len);
+}
+
+/* A header declaring len, then n bytes of stream seed from pos. */
+static size_t
+chunk_frame(uint8_t *out, uint32_t len, uint64_t seed, uint64_t pos,
+    size_t n)
+{
+	put_be32(out, len);
+	stream_fill(out + CHUNK_HDR, seed, pos, n);
+	return CHUNK_HDR + n;
+}
+
+/* A chunk of n bytes of stream seed from pos, in one SSL_write. */
+static int
+chunk_put(SSL *ssl, uint64_t seed, uint64_t pos, size_t n)
+{
+	static uint8_t buf[CHUNK_HDR + CHUNK_MAX];
+
+	return tls_put(ssl, buf, chunk_frame(buf, n, seed, pos, n));
+}
+
+/* The empty chunk: the end of this direction. */
+static int
+chunk_end(SSL *ssl)
+{
+	static const uint8_t zero[CHUNK_HDR];
+
+	return tls_put(ssl, zero, sizeof(zero));
+}
+
+/*
+ * The next chunk, read exactly: its length (0: the empty chunk), the
+ * payload in buf; -1 on a TLS error (tls_last) or a length over max.
+ */
+static long
+chunk_get(SSL *ssl, uint8_t *buf, size_t max)
+{
+	uint8_t hdr[CHUNK_HDR];
+	uint32_t len;
+
+	if (tls_io(ssl, 0, hdr, sizeof(hdr)) == -1)
+		return -1;
+	if ((len = be32(hdr)) > max)
+		return -1;
+	if (len > 0 && tls_io(ssl, 0, buf, len) == -1)
+		return -1;
+	return len;
+}
+
+/*
+ * Chunks up to and with the empty one: their payload is stream seed from
+ * 0, *n bytes of it in *nchunks chunks. 0 if intact and ended, else -1.
+ */
+static int
+chunks_get_all(SSL *ssl, uint64_t seed, uint64_t *n, unsigned *nchunks)
+{
+	static uint8_t buf[CHUNK_MAX];
+	long len;
+
+	*n = 0;
+	*nchunks = 0;
+	while ((len = chunk_get(ssl, buf, CHUNK_MAX)) > 0) {
+		if (stream_check(buf, seed, *n, len) != -1)
+			return -1;
+		*n += len;
+		++*nchunks;
+	}
+	return len == 0 ? 0 : -1;
+}
+
+/*
+ * Nothing more comes from the other end: no byte, no close_notify (the
+ * relay never calls SSL_shutdown), no error, nothing buffered. Reads a
+ * byte if there is one: for the end of a test.
+ */
+static int
+tls_quiet(SSL *ssl)
+{
+	uint8_t b;
+	int n, e;
+
+	n = SSL_read(ssl, &b, 1);
+	e = SSL_get_error(ssl, n);
+	ERR_clear_error();
+	return n <= 0 && e == SSL_ERROR_WANT_READ && SSL_pending(ssl) == 0 &&
+	    SSL_get_shutdown(ssl) == 0;
+}
+
+/*
+ * The next flow on the same TLS connection: the relays freed, new plain
+ * sockets, fresh slots and plain peers (the test's TLS peer stays).
+ */
+static int
+rig_replug(struct rig *g)
+{
+	relay_tls_free(g->a.r);
+	relay_tls_free(g->b.r);
+	memset(&g->a, 0, sizeof(g->a));
+	memset(&g->b, 0, sizeof(g->b));
+	peer_stop(&g->c);
+	peer_stop(&g->s);
+	peer_free(&g->c);
+	peer_free(&g->s);
+	if (g->c.fd != -1)
+		close(g->c.fd);
+	if (g->s.fd != -1)
+		close(g->s.fd);
+	if (g->ra != -1)
+		close(g->ra);
+	if (g->rb != -1)
+		close(g->rb);
+	memset(&g->c, 0, sizeof(g->c));
+	memset(&g->s, 0, sizeof(g->s));
+	g->ra = g->rb = g->c.fd = g->s.fd = -1;
+	if (tcp_pair(&g->c.fd, &g->ra) == -1)
+		return -1;
+	return g->chain ? tcp_pair(&g->rb, &g->s.fd) : 0;
 }
 
 /* ---- streams ---- */
@@ -674,6 +992,10 @@ test_stream(const char *name, int chain, int flip, uint64_t up,
 	ok(g.a.ndone == 1 && g.b.ndone == chain && g.a.in_new == 0 &&
 	    g.b.in_new == 0, "%s: done once each, never within "
 	    "relay_tls_new", name);
+	ok(far->rx_bad_len == 0 && g.c.rx_bad_len == 0, "%s: no chunk over "
+	    "the maximum", name);
+	ok(tls_quiet(g.tc) && tls_quiet(g.ts), "%s: the TLS connection is "
+	    "left in step: nothing more either way, no close_notify", name);
 	rig_close(&g);
 }
 
@@ -740,12 +1062,14 @@ test_key_update(int flip)
 /* ---- bytes before the relay ---- */
 
 /*
- * pre: bytes the opening exchange read past its message. They are the
- * start of the stream to fd, and the TLS peer's next bytes (sent before
- * the relay existed, so a first read could take them) follow them.
+ * pre: TLS-side bytes the opening exchange read before the relay began,
+ * framed chunks cut anywhere (within a header, within a payload, or the
+ * whole flow with its empty chunk). The relay takes them first, then the
+ * rest of the TLS peer's chunks (sent before it existed, so a first read
+ * could take them). npre 0: all that the peer framed.
  */
 static void
-test_pre(const char *name, size_t npre, uint64_t more)
+test_pre(const char *name, uint64_t total, uint32_t chunk, size_t npre)
 {
 	static uint8_t pre[65536];
 	struct rig g;
@@ -754,22 +1078,34 @@ test_pre(const char *name, size_t npre, uint64_t more)
 		rig_close(&g);
 		return;
 	}
-	stream_fill(pre, 33, 0, npre);
 	peer_init(&g.c, 34, 0, 33);
-	peer_init(&g.t, 33, npre + more, 34);
-	g.t.tx_done = npre;
+	peer_init(&g.t, 33, total, 34);
+	g.t.tx_chunk = chunk;
 	g.c.tx_after_eof = 1;
+	peer_frame(&g.t);
+	if (npre == 0)
+		npre = g.t.txlen;
+	if (!ok(npre <= g.t.txlen && npre <= sizeof(pre), "%s: %zu of %zu "
+	    "framed bytes before the relay%s", name, npre, g.t.txlen,
+	    npre == g.t.txlen && g.t.tx_fin ? ", the empty chunk too" : "")) {
+		rig_close(&g);
+		return;
+	}
+	memcpy(pre, g.t.txbuf, npre);
+	g.t.txoff = npre;
 	peer_start(&g.t);
 	peer_start(&g.c);
 	ok(slot_new(&g.a, g.ra, g.tc, pre, npre, 0) == 0, "%s: relay_tls_new "
 	    "with %zu bytes", name, npre);
 	ok(run_until(rig_finished, &g, 10), "%s: finished", name);
-	ok(g.c.rx_done == npre + more && g.c.rx_bad == -1 && g.c.rx_eof,
-	    "%s: the client got pre, then the rest (%llu bytes, first bad "
-	    "%lld)", name, (unsigned long long)g.c.rx_done, g.c.rx_bad);
-	ok(g.a.ndone == 1 && g.a.err == 0 && g.a.down == npre + more &&
-	    g.a.up == 0, "%s: done, clean, down %llu", name,
-	    (unsigned long long)g.a.down);
+	ok(g.c.rx_done == total && g.c.rx_bad == -1 && g.c.rx_eof,
+	    "%s: the client got pre's payload, then the rest (%llu bytes, "
+	    "first bad %lld)", name, (unsigned long long)g.c.rx_done,
+	    g.c.rx_bad);
+	ok(g.a.ndone == 1 && g.a.err == 0 && g.a.down == total &&
+	    g.a.up == 0, "%s: done, clean, down %llu (%d %s)", name,
+	    (unsigned long long)g.a.down, g.a.err, g.a.detail);
+	ok(tls_quiet(g.tc), "%s: nothing left on the TLS side", name);
 	rig_close(&g);
 }
 
@@ -779,9 +1115,15 @@ test_pres(void)
 	static uint8_t big[65537];
 	struct rig g;
 
-	test_pre("pre", 1000, 300000);
-	test_pre("pre alone", 7, 0);
-	test_pre("pre fills the buffer", 65536, 1 * MiB);
+	test_pre("pre within the first chunk", 300000, 5000, 1000);
+	test_pre("pre of whole chunks", 300000, 1000, 3 * 1004);
+	test_pre("pre ends within a header", 300000, 1000, 1004 + 2);
+	test_pre("pre ends after a header", 300000, 1000, 1004 + 4);
+	test_pre("pre is a header alone", 300000, 1000, 4);
+	test_pre("pre is the whole flow", 3, 0, 0);
+	test_pre("pre is the empty chunk alone", 0, 0, 0);
+	test_pre("pre of varied chunks", 2 * MiB, 0, 50000);
+	test_pre("pre fills the buffer", 1 * MiB, 40000, 65536);
 	if (rig_open(&g, 0, 0) == 0) {
 		int rc = slot_new(&g.a, g.ra, g.tc, big, sizeof(big), 0);
 
@@ -817,7 +1159,7 @@ test_half_close(const char *name, int chain, uint64_t up, uint64_t down)
 	ok(run_until(peer_got_eof, far, 5) && far->rx_eof &&
 	    far->rx_done == up && far->rx_bad == -1, "%s: the far end read "
 	    "the request, then %s", name, chain ? "EOF" :
-	    "SSL_ERROR_ZERO_RETURN");
+	    "the empty chunk");
 	run_until(never, NULL, 0.02);
 	is_int(relay_tls_state(g.a.r), RELAY_AB_SHUT,
 	    "%s: relay a: RELAY_AB_SHUT only", name);
@@ -1101,13 +1443,14 @@ idle_nudge(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv;
 	double wait;
 	unsigned char b = idl.n;
+	uint8_t chunk[CHUNK_HDR + 1] = { 0, 0, 0, 1, b };	/* b, framed */
 
 	if (idl.busy.a.ndone)
 		return;
 	if (idl.n % 2 == 0)
 		send(idl.busy.c.fd, &b, 1, 0);
 	else
-		SSL_write(idl.busy.ts, &b, 1);
+		SSL_write(idl.busy.ts, chunk, sizeof(chunk));
 	idl.last = now();
 	if (++idl.n == 2) {
 		idl.up_at_last = 1;
@@ -1245,6 +1588,430 @@ test_free_live(void)
 	rig_close(&g);
 }
 
+/* ---- one TLS connection, flow after flow ---- */
+
+/*
+ * A chain's flow ends cleanly both ways; the next flow's first chunk
+ * follows relay a's empty chunk at once (written from a's done, while
+ * relay b has yet to read that empty chunk), as a tunneller that reuses
+ * the connection sends its next request. Relay b must stop at the empty
+ * chunk, and a second pair of relays on the same two SSL objects carries
+ * the next flow, and another after it.
+ */
+#define REUSE_NEXT	1000		/* the next flow's first chunk */
+
+static struct {
+	int		 rc;		/* its SSL_write */
+	int		 b_running;	/* relay b had not ended then */
+} reuse;
+
+static void
+reuse_send_next(struct slot *s, void *arg)
+{
+	struct rig *g = arg;
+	static uint8_t buf[CHUNK_HDR + REUSE_NEXT];
+
+	reuse.b_running = g->b.ndone == 0;
+	reuse.rc = SSL_write(g->tc, buf,
+	    chunk_frame(buf, REUSE_NEXT, 83, 0, REUSE_NEXT));
+	ERR_clear_error();
+}
+
+static void
+test_reuse_chain(void)
+{
+	static const struct {
+		uint64_t	 up, down;
+		int		 far_first;	/* s ends first, else c */
+	} flow[] = {
+		{ 2 * MiB, 500000, 0 },
+		{ 0, 0, 1 },
+		{ 70000, 1, 0 },
+	};
+	struct rig g;
+	size_t i;
+	char name[64];
+
+	if (!ok(rig_open(&g, 1, 0) == 0, "reuse: sockets")) {
+		rig_close(&g);
+		return;
+	}
+	/* Flow 1: s answers and ends first, then c; a ends before b. */
+	peer_init(&g.c, 81, 300000, 82);
+	peer_init(&g.s, 82, 1 * MiB, 81);
+	g.c.tx_after_eof = 1;
+	g.a.on_done = reuse_send_next;
+	g.a.on_done_arg = &g;
+	ok(rig_start(&g) == 0 && run_until(rig_finished, &g, 10),
+	    "reuse, flow 1: finished");
+	ok(g.s.rx_done == 300000 && g.s.rx_bad == -1 && g.s.rx_eof &&
+	    g.c.rx_done == 1 * MiB && g.c.rx_bad == -1 && g.c.rx_eof,
+	    "reuse, flow 1: bytes intact both ways (%llu, %llu)",
+	    (unsigned long long)g.s.rx_done, (unsigned long long)g.c.rx_done);
+	ok(g.a.err == 0 && g.b.err == 0 && g.a.state == BOTH_SHUT &&
+	    g.b.state == BOTH_SHUT, "reuse, flow 1: both relays clean (%d %s; "
+	    "%d %s)", g.a.err, g.a.detail, g.b.err, g.b.detail);
+	ok(reuse.rc == CHUNK_HDR + REUSE_NEXT && reuse.b_running,
+	    "reuse: the next flow's first chunk went out as relay a ended, "
+	    "relay b still up");
+	ok(g.b.down == 300000, "reuse, flow 1: relay b took none of it "
+	    "(down %llu)", (unsigned long long)g.b.down);
+	ok(SSL_get_shutdown(g.tc) == 0 && SSL_get_shutdown(g.ts) == 0,
+	    "reuse, flow 1: no close_notify either way");
+
+	for (i = 0; i < sizeof(flow) / sizeof(flow[0]); i++) {
+		snprintf(name, sizeof(name), "reuse, flow %zu", i + 2);
+		if (!ok(rig_replug(&g) == 0, "%s: new plain sockets", name))
+			break;
+		peer_init(&g.c, 84 + i, flow[i].up, 94 + i);
+		peer_init(&g.s, 94 + i, flow[i].down, 84 + i);
+		if (i == 0) {
+			/* Its first chunk is on its way already. */
+			g.c.tx_seed = 83;
+			g.c.tx_total += REUSE_NEXT;
+			g.c.tx_done = REUSE_NEXT;
+			g.s.rx_seed = 83;
+		}
+		if (flow[i].far_first)
+			g.c.tx_after_eof = 1;
+		else
+			g.s.tx_after_eof = 1;
+		ok(rig_start(&g) == 0 && run_until(rig_finished, &g, 10),
+		    "%s: new relays on the same SSL objects, finished", name);
+		ok(g.s.rx_done == g.c.tx_total && g.s.rx_bad == -1 &&
+		    g.s.rx_eof && g.c.rx_done == flow[i].down &&
+		    g.c.rx_bad == -1 && g.c.rx_eof, "%s: bytes intact both "
+		    "ways (%llu of %llu, %llu of %llu)", name,
+		    (unsigned long long)g.s.rx_done,
+		    (unsigned long long)g.c.tx_total,
+		    (unsigned long long)g.c.rx_done,
+		    (unsigned long long)flow[i].down);
+		ok(g.a.ndone == 1 && g.b.ndone == 1 && g.a.err == 0 &&
+		    g.b.err == 0 && g.a.up == flow[i].up &&
+		    g.b.down == g.c.tx_total && g.a.down == flow[i].down &&
+		    g.b.up == flow[i].down, "%s: both relays clean, bytes "
+		    "%llu/%llu and %llu/%llu (%d %s; %d %s)", name,
+		    (unsigned long long)g.a.up, (unsigned long long)g.a.down,
+		    (unsigned long long)g.b.up, (unsigned long long)g.b.down,
+		    g.a.err, g.a.detail, g.b.err, g.b.detail);
+	}
+	run_until(never, NULL, 0.01);
+	ok(tls_quiet(g.tc) && tls_quiet(g.ts), "reuse: the connection ends "
+	    "in step");
+	rig_close(&g);
+}
+
+/*
+ * By hand, in one record: a chunk, the empty chunk and the next flow's
+ * first chunk. The relay passes the first on, ends that way, and leaves
+ * the rest in the connection for the next relay.
+ */
+static void
+test_reuse_hand(void)
+{
+	static uint8_t rec[2 * CHUNK_HDR + 3000 + CHUNK_HDR + 200];
+	struct rig g;
+	uint64_t up = 0, down = 0, n = 0;
+	unsigned nchunks = 0;
+	size_t len;
+	int pending, rc;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "reuse by hand: sockets")) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 91, 5000, 92);
+	g.c.tx_hold = 1;
+	len = chunk_frame(rec, 3000, 92, 0, 3000);
+	put_be32(rec + len, 0);
+	len += CHUNK_HDR;
+	len += chunk_frame(rec + len, 200, 93, 0, 200);
+	ok(rig_start_hand(&g) == 0 && tls_put(g.ts, rec, len) == 0,
+	    "reuse by hand: a chunk, the end and the next flow's chunk in "
+	    "one record (%zu bytes)", len);
+	rc = run_until(peer_got_eof, &g.c, 5);
+	ok(rc && g.c.rx_eof &&
+	    g.c.rx_done == 3000 && g.c.rx_bad == -1, "reuse by hand: the "
+	    "client got 3000 bytes, then EOF (%llu)",
+	    (unsigned long long)g.c.rx_done);
+	relay_tls_bytes(g.a.r, &up, &down);
+	ok(relay_tls_state(g.a.r) == RELAY_BA_SHUT && down == 3000 &&
+	    g.a.ndone == 0, "reuse by hand: down ended at 3000 bytes, the "
+	    "relay still up (state %d, %llu)", relay_tls_state(g.a.r),
+	    (unsigned long long)down);
+	peer_resume(&g.c);
+	rc = chunks_get_all(g.ts, 91, &n, &nchunks);
+	ok(rc == 0 && n == 5000,
+	    "reuse by hand: the client's 5000 bytes, then the relay's empty "
+	    "chunk (%llu bytes in %u chunks)", (unsigned long long)n,
+	    nchunks);
+	rc = run_until(rig_done_fired, &g, 5);
+	ok(rc && g.a.err == 0 &&
+	    g.a.state == BOTH_SHUT && g.a.up == 5000 && g.a.down == 3000,
+	    "reuse by hand: done, clean (%d %s)", g.a.err, g.a.detail);
+	pending = SSL_pending(g.tc);
+	ok(SSL_get_shutdown(g.tc) == 0 && SSL_get_shutdown(g.ts) == 0,
+	    "reuse by hand: no close_notify (%d bytes pending)", pending);
+
+	/* The next flow: its first chunk waits in the connection. */
+	if (!ok(rig_replug(&g) == 0, "reuse by hand: new client sockets")) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 94, 7000, 93);
+	ok(rig_start_hand(&g) == 0 && chunk_put(g.ts, 93, 200, 1000) == 0 &&
+	    chunk_end(g.ts) == 0, "reuse by hand: a second relay on the "
+	    "same SSL; 1000 more bytes and the end");
+	rc = chunks_get_all(g.ts, 94, &n, &nchunks);
+	ok(rc == 0 && n == 7000,
+	    "reuse by hand: the new client's 7000 bytes and the end (%llu)",
+	    (unsigned long long)n);
+	rc = run_until(rig_hand_finished, &g, 5);
+	ok(rc && g.c.rx_done == 1200 &&
+	    g.c.rx_bad == -1 && g.c.rx_eof, "reuse by hand: the new client "
+	    "got the 200 bytes the first relay left, then the rest (%llu, "
+	    "first bad %lld)", (unsigned long long)g.c.rx_done, g.c.rx_bad);
+	ok(g.a.ndone == 1 && g.a.err == 0 && g.a.up == 7000 &&
+	    g.a.down == 1200, "reuse by hand: done, clean, %llu/%llu (%d %s)",
+	    (unsigned long long)g.a.up, (unsigned long long)g.a.down, g.a.err,
+	    g.a.detail);
+	ok(tls_quiet(g.tc) && tls_quiet(g.ts), "reuse by hand: in step");
+	rig_close(&g);
+}
+
+/* ---- chunks by hand ---- */
+
+/*
+ * A length over RT_CHUNK_MAX is refused before anything is read into a
+ * buffer: EPROTO from the TLS side, and not a byte of it reaches fd, nor
+ * an EOF.
+ */
+static void
+test_chunk_too_long(uint32_t len)
+{
+	static uint8_t buf[CHUNK_HDR + 64];
+	char name[64];
+	struct rig g;
+	int rc;
+
+	snprintf(name, sizeof(name), "chunk length %#x", (unsigned)len);
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 101, 10, 102);
+	g.c.tx_hold = 1;
+	ok(rig_start_hand(&g) == 0 && tls_put(g.ts, buf,
+	    chunk_frame(buf, len, 102, 0, 64)) == 0, "%s: sent, with 64 "
+	    "bytes", name);
+	rc = run_until(rig_done_fired, &g, 5);
+	ok(rc && g.a.ndone == 1 &&
+	    g.a.side == 1 && g.a.err == EPROTO, "%s: side %d, %s", name,
+	    g.a.side, strerror(g.a.err));
+	is_str(g.a.detail, "chunk longer than the maximum", "%s: detail",
+	    name);
+	run_until(never, NULL, 0.02);
+	ok(g.c.rx_done == 0 && !g.c.rx_eof && g.a.down == 0,
+	    "%s: nothing written to fd (%llu bytes, eof %d)", name,
+	    (unsigned long long)g.c.rx_done, g.c.rx_eof);
+	is_int(g.a.ndone, 1, "%s: done once", name);
+	rig_close(&g);
+}
+
+/* The longest chunk, sent as one SSL_write (five records): it passes. */
+static void
+test_chunk_max(void)
+{
+	struct rig g;
+	uint64_t n = 0;
+	unsigned nchunks = 0;
+	int rc;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "longest chunk: sockets")) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 103, 0, 104);
+	ok(rig_start_hand(&g) == 0 &&
+	    chunk_put(g.ts, 104, 0, CHUNK_MAX) == 0 &&
+	    chunk_put(g.ts, 104, CHUNK_MAX, 1) == 0 && chunk_end(g.ts) == 0,
+	    "longest chunk: %d bytes, one more, the end", CHUNK_MAX);
+	ok(chunks_get_all(g.ts, 103, &n, &nchunks) == 0 && n == 0 &&
+	    nchunks == 0, "longest chunk: the relay's empty chunk");
+	rc = run_until(rig_hand_finished, &g, 5);
+	ok(rc && g.c.rx_done == CHUNK_MAX + 1 && g.c.rx_bad == -1 &&
+	    g.c.rx_eof && g.a.err == 0 && g.a.down == CHUNK_MAX + 1,
+	    "longest chunk: through, clean (%llu; %d %s)",
+	    (unsigned long long)g.c.rx_done, g.a.err, g.a.detail);
+	rig_close(&g);
+}
+
+/*
+ * Headers split across TLS records, the relay reading each part as it
+ * comes: a data header split after byte split, its payload in two
+ * records, then the empty chunk in two halves. Nothing passes before a
+ * header is whole; the direction ends only with the empty chunk's last
+ * byte.
+ */
+static void
+test_chunk_split(int split)
+{
+	static uint8_t buf[CHUNK_HDR + 3000];
+	char name[64];
+	struct rig g;
+	uint64_t n = 0;
+	unsigned nchunks = 0;
+	int rc;
+
+	snprintf(name, sizeof(name), "header split %d + %d", split,
+	    CHUNK_HDR - split);
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 105, 10, 106);
+	g.c.tx_hold = 1;
+	chunk_frame(buf, 3000, 106, 0, 3000);
+	ok(rig_start_hand(&g) == 0 && tls_put(g.ts, buf, split) == 0,
+	    "%s: the first %d byte(s)", name, split);
+	run_until(never, NULL, 0.03);
+	ok(g.a.ndone == 0 && g.c.rx_done == 0, "%s: the relay waits", name);
+	ok(tls_put(g.ts, buf + split, CHUNK_HDR - split) == 0,
+	    "%s: the rest of the header", name);
+	run_until(never, NULL, 0.03);
+	ok(g.a.ndone == 0 && g.c.rx_done == 0, "%s: still nothing to pass "
+	    "on", name);
+	rx_target = 1000;
+	rc = tls_put(g.ts, buf + CHUNK_HDR, 1000) == 0 &&
+	    run_until(peer_has, &g.c, 5);
+	ok(rc && g.c.rx_done == 1000,
+	    "%s: the first 1000 bytes pass (%llu)", name,
+	    (unsigned long long)g.c.rx_done);
+	rx_target = 3000;
+	rc = tls_put(g.ts, buf + CHUNK_HDR + 1000, 2000) == 0 &&
+	    tls_put(g.ts, "\0\0", 2) == 0 && run_until(peer_has, &g.c, 5);
+	ok(rc && g.c.rx_done == 3000 &&
+	    g.c.rx_bad == -1, "%s: then the other 2000 (%llu)", name,
+	    (unsigned long long)g.c.rx_done);
+	run_until(never, NULL, 0.03);
+	ok(g.a.ndone == 0 && !g.c.rx_eof && relay_tls_state(g.a.r) == 0,
+	    "%s: half an empty chunk ends nothing", name);
+	ok(tls_put(g.ts, "\0\0", 2) == 0 && run_until(peer_got_eof, &g.c, 5) &&
+	    g.c.rx_eof && relay_tls_state(g.a.r) == RELAY_BA_SHUT,
+	    "%s: its other half does", name);
+	peer_resume(&g.c);
+	ok(chunks_get_all(g.ts, 105, &n, &nchunks) == 0 && n == 10,
+	    "%s: the client's 10 bytes came back framed", name);
+	rc = run_until(rig_done_fired, &g, 5);
+	ok(rc && g.a.err == 0 &&
+	    g.a.up == 10 && g.a.down == 3000, "%s: done, clean, 10/3000 "
+	    "(%d %s)", name, g.a.err, g.a.detail);
+	rig_close(&g);
+}
+
+/*
+ * A close_notify before the peer's empty chunk ends the flow as an
+ * error (a tunnel cut mid-flow), wherever it falls: while idle, between
+ * chunks, within a header or a payload, or after the relay's own end.
+ * The client sees no EOF: its stream may be cut short. After the empty
+ * chunk it belongs to whatever comes next: the flow ends clean.
+ */
+enum cn_at { CN_IDLE, CN_BETWEEN, CN_IN_HDR, CN_IN_CHUNK, CN_AFTER_UP,
+	CN_AFTER_END };
+
+static void
+test_close_notify(enum cn_at at)
+{
+	static const char *names[] = { "idle", "between chunks",
+	    "within a header", "within a chunk", "after the relay's end",
+	    "after the empty chunk" };
+	static uint8_t buf[CHUNK_HDR + 1000];
+	char name[96];
+	struct rig g;
+	uint64_t n = 0;
+	unsigned nchunks = 0;
+	int rc = 0;
+
+	snprintf(name, sizeof(name), "close_notify %s", names[at]);
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 107, 100, 108);
+	g.c.tx_hold = at != CN_AFTER_UP;
+	rig_start_hand(&g);
+	switch (at) {
+	case CN_IDLE:
+		break;
+	case CN_BETWEEN:
+		rc = chunk_put(g.ts, 108, 0, 500);
+		break;
+	case CN_IN_HDR:
+		rc = chunk_put(g.ts, 108, 0, 500) |
+		    tls_put(g.ts, "\0\0", 2);
+		break;
+	case CN_IN_CHUNK:
+		rc = tls_put(g.ts, buf, chunk_frame(buf, 1000, 108, 0, 500));
+		break;
+	case CN_AFTER_UP:
+		rc = chunks_get_all(g.ts, 107, &n, &nchunks);
+		break;
+	case CN_AFTER_END:
+		rc = chunk_put(g.ts, 108, 0, 500) | chunk_end(g.ts);
+		break;
+	}
+	run_until(never, NULL, 0.03);
+	ok(rc == 0 && g.a.ndone == 0, "%s: the relay is up", name);
+	if (at == CN_AFTER_UP)
+		ok(n == 100 && relay_tls_state(g.a.r) == RELAY_AB_SHUT,
+		    "%s: its end came (%llu bytes)", name,
+		    (unsigned long long)n);
+	ok(SSL_shutdown(g.ts) >= 0, "%s: sent", name);
+	if (at == CN_AFTER_END) {
+		ok(run_until(peer_got_eof, &g.c, 5) && g.c.rx_done == 500 &&
+		    g.c.rx_eof, "%s: the client got 500 bytes, then EOF",
+		    name);
+		run_until(never, NULL, 0.03);
+		ok(g.a.ndone == 0, "%s: the relay stays up", name);
+		peer_resume(&g.c);
+		ok(chunks_get_all(g.ts, 107, &n, &nchunks) == 0 && n == 100,
+		    "%s: the client's 100 bytes, then the end", name);
+		rc = run_until(rig_done_fired, &g, 5);
+		ok(rc && g.a.err == 0 &&
+		    g.a.state == BOTH_SHUT, "%s: done, clean (%d %s)", name,
+		    g.a.err, g.a.detail);
+		rig_close(&g);
+		return;
+	}
+	rc = run_until(rig_done_fired, &g, 5);
+	ok(rc && g.a.side == 1 &&
+	    g.a.err == ECONNRESET, "%s: side %d, %s", name, g.a.side,
+	    strerror(g.a.err));
+	is_str(g.a.detail, "tunnel closed mid-flow", "%s: detail", name);
+	run_until(never, NULL, 0.03);
+	ok(!g.c.rx_eof && g.c.rx_done <= 500 && g.c.rx_bad == -1,
+	    "%s: the client saw no EOF (%llu bytes)", name,
+	    (unsigned long long)g.c.rx_done);
+	is_int(g.a.ndone, 1, "%s: done once", name);
+	rig_close(&g);
+}
+
+static void
+test_chunks(void)
+{
+	enum cn_at at;
+	int split;
+
+	test_chunk_too_long(0x7fffffff);
+	test_chunk_too_long(CHUNK_MAX + 1);
+	test_chunk_too_long(0xffffffff);
+	test_chunk_max();
+	for (split = 1; split < CHUNK_HDR; split++)
+		test_chunk_split(split);
+	for (at = CN_IDLE; at <= CN_AFTER_END; at++)
+		test_close_notify(at);
+}
+
 /* ---- set-up: a CA and two identities ---- */
 
 static char top[64];
@@ -1315,6 +2082,8 @@ main(void)
 		printf("1..0 # SKIP no event base, CA or TLS contexts\n");
 		return 0;
 	}
+	/* Again: pki_quiet()'s freopen() made stdout fully buffered. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	test_idle_start();
 	test_streams();
@@ -1338,6 +2107,9 @@ main(void)
 	test_plain_reset("client resets mid-stream", 1);
 	test_tls_garbage();
 	test_free_live();
+	test_reuse_chain();
+	test_reuse_hand();
+	test_chunks();
 	test_idle_end();
 
 	SSL_CTX_free(cctx);

@@ -463,6 +463,83 @@ test_status_str(void)
 	is_str(tmsg_status_str(-1), "unknown status", "status -1");
 }
 
+/*
+ * tmsg_need: how many more bytes to read so as to take exactly the
+ * message, never a byte of what follows it.
+ */
+static void
+test_need(void)
+{
+	uint8_t buf[2 * TMSG_MAX + 8];
+	struct tmsg_open m, got;
+	struct tmsg_reply r;
+	const char *why = NULL;
+	size_t have, need, reads = 0, bad = 0, i;
+	ssize_t n, n2;
+	int status = -1;
+
+	m = mkopen(IPPROTO_TCP, "web", "10.0.0.1", 80, "192.168.1.2", 5555);
+	n = tmsg_open_encode(&m, buf, TMSG_MAX);
+	if (!ok(n > TMSG_HDR, "need: an open message (%zd bytes)", n))
+		return;
+	is_int(tmsg_need(buf, 0), TMSG_HDR, "need: empty buffer: a header");
+	is_int(tmsg_need(buf, 1), TMSG_HDR - 1, "need: 1 byte: the rest of "
+	    "the header");
+	is_int(tmsg_need(buf, TMSG_HDR - 1), 1, "need: 5 bytes: one more");
+	is_int(tmsg_need(buf, TMSG_HDR), n - TMSG_HDR, "need: a whole "
+	    "header: exactly the body");
+	is_int(tmsg_need(buf, TMSG_HDR + 1), n - TMSG_HDR - 1,
+	    "need: a header and a byte: the rest of the body");
+	is_int(tmsg_need(buf, (size_t)n - 1), 1, "need: all but the last "
+	    "byte: one");
+	is_int(tmsg_need(buf, (size_t)n), 0, "need: complete: 0");
+	for (i = 0; i < (size_t)n; i++)
+		if (i + tmsg_need(buf, i) != (i < TMSG_HDR ? TMSG_HDR :
+		    (size_t)n))
+			bad++;
+	ok(bad == 0, "need: every prefix asks for exactly the rest of its "
+	    "header, then of the message");
+
+	/* Read as a host does: need's bytes at a time, then parse. */
+	n2 = tmsg_open_encode(&m, buf + n, sizeof(buf) - (size_t)n);
+	for (have = 0; (need = tmsg_need(buf, have)) > 0 && reads < 100;
+	    reads++)
+		have += need < 3 ? need : 3;	/* short reads */
+	is_int(have, n, "need: reading by it stops at the message's end, "
+	    "with another behind it (%zu reads)", reads);
+	ok(tmsg_open_parse(buf, have, &got, &status, &why) == n &&
+	    memcmp(&got, &m, sizeof(got)) == 0, "need: and it parses");
+	is_int(tmsg_need(buf + n, (size_t)n2), 0, "need: the next one "
+	    "complete too");
+
+	memset(&r, 0, sizeof(r));
+	r.status = TMSG_DENIED;
+	strcpy(r.reason, "nope");
+	n = tmsg_reply_encode(&r, buf, TMSG_MAX);
+	is_int(tmsg_need(buf, TMSG_HDR), n - TMSG_HDR, "need: a reply's "
+	    "header: its body");
+
+	/* The header's length alone decides; a bad one is the parser's. */
+	mkraw(buf, TMSG_VERSION, TMSG_OPEN, "", 0, TMSG_MAX_BODY);
+	is_int(tmsg_need(buf, TMSG_HDR), TMSG_MAX_BODY, "need: a body of "
+	    "TMSG_MAX_BODY: all of it");
+	mkraw(buf, TMSG_VERSION, TMSG_OPEN, "", 0, 0);
+	is_int(tmsg_need(buf, TMSG_HDR), 0, "need: an empty body: 0");
+	mkraw(buf, TMSG_VERSION, TMSG_OPEN, "", 0, TMSG_MAX_BODY + 1);
+	is_int(tmsg_need(buf, TMSG_HDR), 0, "need: a body over "
+	    "TMSG_MAX_BODY: 0, parse now");
+	status = -1;
+	why = NULL;
+	n = tmsg_open_parse(buf, TMSG_HDR, &got, &status, &why);
+	ok(n == -1 && status == TMSG_BAD_REQUEST && why != NULL,
+	    "need: and the parser refuses it (%s)", why ? why : "?");
+	mkraw(buf, TMSG_VERSION, TMSG_OPEN, "", 0, 0xffff);
+	is_int(tmsg_need(buf, TMSG_HDR), 0, "need: a body of 65535: 0");
+	mkraw(buf, TMSG_VERSION, TMSG_REPLY, "", 0, TMSG_MAX_BODY + 1);
+	is_int(tmsg_need(buf, TMSG_HDR + 3), 0, "need: over the maximum, "
+	    "more bytes in hand: 0");
+}
+
 int
 main(void)
 {
@@ -472,5 +549,6 @@ main(void)
 	test_open_encode_refuses();
 	test_reply();
 	test_status_str();
+	test_need();
 	return done_testing();
 }
