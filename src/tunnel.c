@@ -760,7 +760,9 @@ tunnel_conn_release(struct tunnel *t, SSL *ssl, const struct sockaddr *host)
 	memset(&ep, 0, sizeof(ep));
 	ep.len = addr_len(host);
 	memcpy(&ep.ss, host, ep.len);
-	if ((h = thost_get(t, &ep)) == NULL || h->nidle >= POOL_MAX_IDLE ||
+	/* One made before a reload speaks for the old identity: retire it. */
+	if (SSL_get_SSL_CTX(ssl) != t->ctx ||
+	    (h = thost_get(t, &ep)) == NULL || h->nidle >= POOL_MAX_IDLE ||
 	    thost_down(h) || (c = calloc(1, sizeof(*c))) == NULL) {
 		tunnel_conn_close(ssl, 1);
 		return;

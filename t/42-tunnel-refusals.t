@@ -11,7 +11,7 @@
 
 require_netns
 require_cmd curl nginx socat
-plan 58
+plan 59
 
 ns_new c	# the client and the tunneller
 ns_new h	# the host
@@ -125,10 +125,29 @@ seen80=$(requests_seen s 80)
 sleep 0.3
 like "$(dump_of C c)" "  10\.10\.0\.2:4433: up, [1-9] ready" \
 	"and leaves connections ready"
+# A flow open across the reload ends cleanly afterwards: its connection
+# (gw-1's) must not go back to the pool for gw-2's flows.
+mkfifo "$T_TMP/held"
+exec 7<>"$T_TMP/held"	# read-write: opening it never blocks
+# (Redirections inside: a background job's stdin is /dev/null; and fd 7
+# closed in socat, so that closing ours ends the flow at once.)
+bg_ns c sh -c 'exec socat -t 5 - TCP:10.9.0.5:80 < "$1" > "$2" 7>&-' _ \
+	"$T_TMP/held" "$T_TMP/held.out"
+sleep 0.3
 cp "$(tconf gw-2 "$pki")" "$T_TMP/c-reload.yaml"
 kill -HUP "$C_PID"
 daemon_wait_log "$C_LOG" "reload: [0-9]+ services in use" 5 "$C_PID"
 ok $? "SIGHUP reloads the configuration with identity gw-2"
+printf 'GET / HTTP/1.0\r\n\r\n' >&7
+exec 7>&-
+i=0
+while ! grep -q REAL80 "$T_TMP/held.out" 2>/dev/null && [ $i -lt 60 ]; do
+	i=$((i + 1)); sleep 0.05
+done
+like "$(cat "$T_TMP/held.out")" "REAL80" \
+	"a flow open across the reload still completes"
+seen80=$(requests_seen s 80)
+sleep 0.3
 refused http://10.9.0.5/ "after the reload, gw-2"
 is "$(requests_seen s 80)" "$seen80" "nothing reached the server"
 like "$(tail -5 "$H_LOG")" "refused gw-2 from .* identity not allowed" \
@@ -164,8 +183,8 @@ daemon_stop C TERM
 ok $? "the tunneller stops"
 
 hd=$(dump_of H h)
-like "$hd" "tls failed 2, flows 3, refused 3, dial failed 0" \
-	"the host's dump counts two handshake failures, three refusals, three flows"
+like "$hd" "tls failed 2, flows 4, refused 3, dial failed 0" \
+	"the host's dump counts two handshake failures, three refusals, four flows"
 like "$hd" "host refusals \(latest 5\):" "and lists the five refusals"
 like "$hd" "certificate has expired: CN=gw-old" "with the TLS errors"
 daemon_stop H TERM
