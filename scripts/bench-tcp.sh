@@ -485,12 +485,11 @@ perf_summary() {
 		> "$P_DIR/$1.syscalls.txt"
 }
 
-# profile_one CONTENDER: the connection-rate and iperf3 loads again under
-# perf record -a (every process) and, for a proxy, perf record -p (the
-# proxy alone), strace -c (slows the proxy: count syscalls, not time) and
-# strace of one single request (the syscalls of one connection).
-profile_one() {
-	local c=$1 r n st
+# profile_all CONTENDER: starts it and runs the connection-rate and iperf3
+# loads under perf record -a (every process); the suites' profile_one and
+# n_profile_one go on with the proxy alone.
+profile_all() {
+	local c=$1 r
 	wait_quiet
 	"start_$c"
 	check_path "$c"
@@ -507,6 +506,15 @@ profile_one() {
 		-t "$T_IPERF" -f m > "$P_DIR/$c-iperf-all.out" 2>&1
 	wait "$PERF_PID"
 	perf_summary "$c-iperf-all"
+}
+
+# profile_one CONTENDER: the connection-rate and iperf3 loads again under
+# perf record -a (every process) and, for a proxy, perf record -p (the
+# proxy alone), strace -c (slows the proxy: count syscalls, not time) and
+# strace of one single request (the syscalls of one connection).
+profile_one() {
+	local c=$1 r n st
+	profile_all "$c"
 	if [ -n "$PROXY_PID" ]; then
 		note "profile $c: Connection: close and iperf3, the proxy alone"
 		bg_perf "$c-rate" "$T_WRK" -p "$PROXY_PID" -F "$P_FREQ"
@@ -657,10 +665,11 @@ report() {
 	done
 }
 
-environment() {
+# environment_head SUITE: the report's title, the machine and sluice.
+environment_head() {
 	local cpu
 	cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-	echo "## scripts/bench tcp, $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "## scripts/bench $1, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
 	echo "    kernel $(uname -r), $(nproc) CPUs ($cpu), load $(cut -d' ' -f1-3 /proc/loadavg)"
 	if [ -n "${BENCH_SLUICE:-}" ]; then
@@ -670,10 +679,19 @@ environment() {
 			"$(cd "$BENCH_TOP" && git describe --always --dirty \
 			2>/dev/null || echo '?'))"
 	fi
-	echo "    $(haproxy -v 2>&1 | head -1)"
+}
+
+# environment_loads: the servers and load generators, as configured.
+environment_loads() {
 	echo "    $(nginx -v 2>&1 | head -1), worker_processes $T_NGINX_WORKERS, ${T_BODY}-byte file"
 	echo "    $(iperf3 -v 2>&1 | head -1 | cut -d' ' -f1-2), -t $T_IPERF, 1 stream"
 	echo "    $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), -t $T_WRK_THREADS -c $T_WRK_CONNS -d $T_WRK (Connection: close); -t 1 -c 1 -d $T_LAT (latency)"
+}
+
+environment() {
+	environment_head tcp
+	echo "    $(haproxy -v 2>&1 | head -1)"
+	environment_loads
 	echo "    BENCH_REPS=$BENCH_REPS BENCH_CONTENDERS=\"$T_CONTENDERS\" BENCH_HAPROXY_SPLICE=$T_HP_SPLICE${T_HP_PIPESIZE:+ BENCH_HAPROXY_PIPESIZE=$T_HP_PIPESIZE}"
 }
 

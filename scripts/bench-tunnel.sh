@@ -568,22 +568,7 @@ n_perf_api() {
 
 n_profile_one() {
 	local c=$1 r pids st p sp
-	wait_quiet
-	"start_$c"
-	check_path "$c"
-	note "profile $c: Connection: close, every process"
-	bg_perf "$c-rate-all" "$T_WRK" -a -F "$P_FREQ"
-	r=$(wrk_run "$T_WRK" -t "$T_WRK_THREADS" -c "$T_WRK_CONNS" \
-		-H 'Connection: close' "$HTTP_URL")
-	wait "$PERF_PID"
-	echo "$r" > "$P_DIR/$c-rate-all.wrk"
-	perf_summary "$c-rate-all" "${r%% *}"
-	note "profile $c: iperf3, every process"
-	bg_perf "$c-iperf-all" "$T_IPERF" -a -F "$P_FREQ"
-	nsx timeout $((T_IPERF + 20)) iperf3 -c "$IPERF_HOST" -p "$IPERF_PORT" \
-		-t "$T_IPERF" -f m > "$P_DIR/$c-iperf-all.out" 2>&1
-	wait "$PERF_PID"
-	perf_summary "$c-iperf-all"
+	profile_all "$c"
 	if [ -n "$PROXY_PIDS" ]; then
 		pids=${PROXY_PIDS// /,}
 		note "profile $c: Connection: close and iperf3, the tunnel alone"
@@ -836,24 +821,11 @@ n_report() {
 }
 
 n_environment() {
-	local cpu
-	cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-	echo "## scripts/bench tunnel, $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo
-	echo "    kernel $(uname -r), $(nproc) CPUs ($cpu), load $(cut -d' ' -f1-3 /proc/loadavg)"
-	if [ -n "${BENCH_SLUICE:-}" ]; then
-		echo "    $("$SLUICE" version 2>&1 | head -1) (BENCH_SLUICE=$BENCH_SLUICE)"
-	else
-		echo "    $("$SLUICE" version 2>&1 | head -1) (build/sluice, tree at" \
-			"$(cd "$BENCH_TOP" && git describe --always --dirty \
-			2>/dev/null || echo '?'))"
-	fi
+	environment_head tunnel
 	echo "    $(openssl version 2>&1 | head -1)"
 	echo "    $(ss-server -h 2>&1 | grep -m1 shadowsocks-libev | sed 's/^ *//'), -m $N_SS_METHOD"
 	echo "    $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'), debug = $N_ST_DEBUG"
-	echo "    $(nginx -v 2>&1 | head -1), worker_processes $T_NGINX_WORKERS, ${T_BODY}-byte file"
-	echo "    $(iperf3 -v 2>&1 | head -1 | cut -d' ' -f1-2), -t $T_IPERF, 1 stream"
-	echo "    $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), -t $T_WRK_THREADS -c $T_WRK_CONNS -d $T_WRK (Connection: close); -t 1 -c 1 -d $T_LAT (latency)"
+	environment_loads
 	echo "    veth MTU $N_MTU; BENCH_REPS=$BENCH_REPS BENCH_CONTENDERS=\"$T_CONTENDERS\""
 }
 

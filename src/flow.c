@@ -309,8 +309,8 @@ flow_tunnel_done(struct relay_tls *r, void *arg)
 }
 
 static void
-flow_tunnel_ready(void *arg, SSL *ssl, const uint8_t *pre, size_t npre,
-    const struct sockaddr *host, int status, const char *reason)
+flow_tunnel_ready(void *arg, SSL *ssl, const struct sockaddr *host,
+    int status, const char *reason)
 {
 	struct flow *f = arg;
 	struct flow_names n;
@@ -323,7 +323,7 @@ flow_tunnel_ready(void *arg, SSL *ssl, const uint8_t *pre, size_t npre,
 	f->ssl = ssl;
 	f->ufd = SSL_get_fd(ssl);
 	flow_addr_set(&f->upstream, host);
-	f->trelay = relay_tls_new(f->sl->base, f->cfd, ssl, pre, npre,
+	f->trelay = relay_tls_new(f->sl->base, f->cfd, ssl, NULL, 0,
 	    f->conf->idle_timeout, flow_tunnel_done, f);
 	if (f->trelay == NULL) {
 		flow_dial_failed(f, "relay", strerror(errno));

@@ -52,7 +52,7 @@ struct hflow {
 	union host_addr		 peer, upstream;
 	struct tmsg_open	 msg;
 	uint8_t			*in;		/* the opening message */
-	size_t			 nin, used;
+	size_t			 nin;
 	uint8_t			 out[TMSG_MAX];	/* the reply */
 	size_t			 nout;
 	struct event		 ev;
@@ -201,7 +201,7 @@ hflow_next(struct hflow *f)
 	f->clean = 0;
 	memset(&f->msg, 0, sizeof(f->msg));
 	memset(&f->upstream, 0, sizeof(f->upstream));
-	f->nin = f->used = 0;
+	f->nin = 0;
 	conf_unref(f->conf);
 	f->conf = conf_ref(f->host->sl->conf);
 	f->id = ++f->host->next_id;
@@ -432,7 +432,6 @@ hflow_read_open(struct hflow *f)
 			n = tmsg_open_parse(f->in, f->nin, &f->msg, &status,
 			    &why);
 			if (n > 0) {
-				f->used = n;
 				hflow_request(f);
 				return;
 			}

@@ -286,7 +286,11 @@ daemon_lock(struct sluice *sl, int *lockfd)
 	pid_t holder;
 
 	if (state_dir_prepare(sl->state_dir) == -1) {
-		log_warn("state dir %s", sl->state_dir);
+		if (errno == EPERM)
+			log_warnx("state dir %s belongs to another user; "
+			    "refusing it", sl->state_dir);
+		else
+			log_warn("state dir %s", sl->state_dir);
 		return EXIT_FAIL;
 	}
 	*lockfd = pidlock_acquire(sl->state_dir, &holder);

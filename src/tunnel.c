@@ -498,7 +498,7 @@ tconn_send_open(struct tconn *c)
 
 /* Hands the connection to the flow: the tconn goes, fd and SSL stay. */
 static void
-tconn_accepted(struct tconn *c, size_t msglen)
+tconn_accepted(struct tconn *c)
 {
 	struct tunnel_req *req = c->req;
 	struct thost *h = c->h;
@@ -511,22 +511,21 @@ tconn_accepted(struct tconn *c, size_t msglen)
 	c->fd = -1;
 	req->c = NULL;
 	c->req = NULL;
-	(void)msglen;		/* read exactly: nothing follows */
-	req->cb(req->arg, ssl, NULL, 0,
-	    (struct sockaddr *)&h->addr, TMSG_OK, "accepted");
+	req->cb(req->arg, ssl, (struct sockaddr *)&h->addr, TMSG_OK,
+	    "accepted");
 	tconn_free(c, 0);
 	free(req);
 	thost_refill(h);
 }
 
 static void
-tconn_reply(struct tconn *c, const struct tmsg_reply *rep, size_t msglen)
+tconn_reply(struct tconn *c, const struct tmsg_reply *rep)
 {
 	struct tunnel_req *req = c->req;
 	char why[300];
 
 	if (rep->status == TMSG_OK) {
-		tconn_accepted(c, msglen);
+		tconn_accepted(c);
 		return;
 	}
 	c->h->refused++;
@@ -561,7 +560,7 @@ tconn_recv_reply(struct tconn *c)
 		if ((need = tmsg_need(c->in, c->nin)) == 0) {
 			if ((n = tmsg_reply_parse(c->in, c->nin, &rep,
 			    &why)) > 0)
-				tconn_reply(c, &rep, n);
+				tconn_reply(c, &rep);
 			else
 				tconn_failed(c, 1, n == -1 ? why :
 				    "reply cut short");
@@ -654,7 +653,7 @@ thost_take_idle(struct thost *h, struct tunnel_req *req)
 static void
 req_fail(struct tunnel_req *req, int status, const char *why)
 {
-	req->cb(req->arg, NULL, NULL, 0, NULL, status, why);
+	req->cb(req->arg, NULL, NULL, status, why);
 	free(req);
 }
 

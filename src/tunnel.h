@@ -159,14 +159,13 @@ struct tunnel;
 struct tunnel_req;
 /*
  * The end of a tunnel_open(): on acceptance ssl is the tunnel connection
- * (the callee owns it and its socket from then on: tunnel_conn_close()),
- * pre/npre bytes the host already sent for the client, host the host's
- * address; on refusal or failure ssl is NULL and status (enum tmsg_status,
+ * (the callee owns it and its socket from then on: tunnel_conn_close(),
+ * tunnel_conn_release()) with nothing of the flow read yet, host the
+ * host's address; on refusal or failure ssl is NULL and status (enum tmsg_status,
  * or -1 when no host could be reached) and reason say why.
  */
-typedef void	(*tunnel_cb)(void *arg, SSL *ssl, const uint8_t *pre,
-		    size_t npre, const struct sockaddr *host, int status,
-		    const char *reason);
+typedef void	(*tunnel_cb)(void *arg, SSL *ssl,
+		    const struct sockaddr *host, int status, const char *reason);
 /*
  * Creates sl->tunnel when conf has a service that forwards through a
  * tunnel, or renews its identity after a reload (for new connections);

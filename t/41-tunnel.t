@@ -11,7 +11,7 @@
 
 require_netns
 require_cmd curl nginx socat sha256sum redis-server redis-benchmark
-plan 35
+plan 38
 
 ns_new c	# the client and the tunneller
 ns_new h	# the host
@@ -143,6 +143,11 @@ at_least "$n" 60 "and counts its flows (at least 60 so far)"
 like "$cd_" "flow [0-9]+ web: 10\.10\.0\.1:[0-9]+ -> 10\.9\.0\.5:80 via tunnel 10\.10\.0\.2:4433, open" \
 	"the open flow is listed as going through the tunnel"
 like "$cd_" "flows \(1\)" "and every earlier flow has ended"
+like "$cd_" "  service web: 1 flows" "flows are counted per service"
+reused=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) reused,.*/\1/p')
+tls=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) tls connections.*/\1/p')
+at_least "$reused" 1 "connections of finished flows carry later ones ($reused reused)"
+below "$tls" "$n" "so the flows took fewer TLS connections ($tls for $n flows)"
 hd=$(dump_of H h); rc=$?
 is "$rc" 0 "sluice dump answers on the host"
 hline=$(printf '%s\n' "$hd" | grep -E '^host: ')

@@ -13,7 +13,7 @@ require_netns
 require_cmd curl nginx setpriv
 id nobody >/dev/null 2>&1 || skip_all "needs user nobody"
 nogroup=$(id -gn nobody)
-plan 47
+plan 51
 
 ns_new c	# the client: proxy, later a tunneller
 ns_new h	# the host
@@ -124,6 +124,28 @@ out=$(nsx c setpriv --reuid=nobody --regid="$nogroup" --clear-groups \
 	"$SLUICE" -c "$T_TMP/p.yaml" --state-dir "$T_TMP/state-P" run 2>&1)
 is "$?" 77 "sluice run as nobody exits 77"
 like "$out" "needs root or CAP_NET_ADMIN" "and says why"
+
+# Without --state-dir, a user's daemon lives in its runtime dir; a state
+# dir another user owns (here a world-writable one of root's) is refused.
+install -d -o nobody -g "$nogroup" -m 700 "$T_TMP/xdg"
+SL_XDG="env XDG_RUNTIME_DIR=$T_TMP/xdg"
+bg_ns c setpriv --reuid=nobody --regid="$nogroup" --clear-groups $SL_XDG \
+	"$SLUICE" -c "$T_TMP/p.yaml" proxy local:8095 2>>"$T_TMP/xdg.log"
+X_PID=$LAST_PID
+daemon_wait_log "$T_TMP/xdg.log" "proxy: running" 10 "$X_PID"
+ok $? "proxy as nobody starts without --state-dir"
+out=$(nsx c setpriv --reuid=nobody --regid="$nogroup" --clear-groups \
+	$SL_XDG "$SLUICE" dump 2>&1)
+like "$out" "state dir $T_TMP/xdg/sluice" \
+	"its state dir is \$XDG_RUNTIME_DIR/sluice, where dump finds it"
+pid_stop "$X_PID"
+install -d -m 1777 "$T_TMP/roots"
+out=$(nsx c timeout 5 setpriv --reuid=nobody --regid="$nogroup" \
+	--clear-groups "$SLUICE" -c "$T_TMP/p.yaml" --state-dir "$T_TMP/roots" \
+	proxy local:8096 2>&1)
+is "$?" 1 "a state dir owned by another user is refused (exit 1)"
+like "$out" "state dir $T_TMP/roots belongs to another user; refusing it" \
+	"and says so"
 
 # sluice run on both sides, one configuration for the whole deployment.
 # The host side intercepts the server's address too: its own dials must
