@@ -70,7 +70,7 @@ struct host {
 	size_t			 nflows;
 	uint64_t		 next_id;
 	uint64_t		 accepted, tls_failed, refused, dial_failed;
-	uint64_t		 opened, paused;
+	uint64_t		 opened, opened_udp, paused;
 	char			 refusals[HOST_REFUSALS][512];
 	unsigned		 nrefusals;
 };
@@ -121,6 +121,12 @@ hflow_stage(struct hflow *f, enum hstate state, unsigned seconds)
 	f->deadline.tv_sec += seconds;
 }
 
+static int
+hflow_udp(const struct hflow *f)
+{
+	return f->msg.proto == IPPROTO_UDP;
+}
+
 static double
 hflow_age(const struct hflow *f)
 {
@@ -158,9 +164,10 @@ hflow_refuse(struct hflow *f, int status, const char *why)
 	rep.status = status;
 	snprintf(rep.reason, sizeof(rep.reason), "%s", why);
 	/* Names are bounded by the protocol; a cut line is still useful. */
-	if (snprintf(line, sizeof(line), "%s from %s for %s -> %s: %s: %s",
+	if (snprintf(line, sizeof(line), "%s from %s for %s -> %s%s: %s: %s",
 	    f->identity[0] ? f->identity : "?", hflow_peer(f, peer,
 	    sizeof(peer)), f->msg.service[0] ? f->msg.service : "?",
+	    hflow_udp(f) ? "udp " : "",
 	    f->msg.dst.ss_family ? addr_str((struct sockaddr *)&f->msg.dst,
 	    dst, sizeof(dst)) : "?", tmsg_status_str(status), why) < 0)
 		line[0] = '\0';
@@ -210,25 +217,45 @@ hflow_next(struct hflow *f)
 	hflow_read_open(f);
 }
 
+/* The datagram counts of a UDP flow for logs and dump, or "". */
+static const char *
+hflow_dgrams(const struct hflow *f, const struct relay_tls *r, char *buf,
+    size_t len)
+{
+	uint64_t up, down, dropped;
+
+	if (!hflow_udp(f) || r == NULL)
+		return "";
+	relay_tls_dgrams(r, &up, &down, &dropped);
+	snprintf(buf, len, " (datagrams: %llu to the server, %llu to the "
+	    "tunnel, %llu dropped)", (unsigned long long)down,
+	    (unsigned long long)up, (unsigned long long)dropped);
+	return buf;
+}
+
 static void
 hflow_relay_done(struct relay_tls *r, void *arg)
 {
 	struct hflow *f = arg;
 	uint64_t up, down;
 	const char *detail;
+	char dg[96];
 	int err, side;
 
 	err = relay_tls_error(r, &side, &detail);
 	f->clean = err == 0;
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		relay_tls_bytes(r, &up, &down);
-		log_debug("host flow %llu %s: %s%s%s%s%s: to tunnel %llu, "
-		    "to server %llu bytes in %.2f s", (unsigned long long)f->id,
-		    f->svc->name, err == 0 ? "closed" : "reset: ",
+		log_debug("host flow %llu %s: %s%s%s%s%s%s: to tunnel %llu, "
+		    "to server %llu bytes%s in %.2f s",
+		    (unsigned long long)f->id, f->svc->name,
+		    hflow_udp(f) ? "udp " : "",
+		    err == 0 ? "closed" : "reset: ",
 		    err == 0 ? "" : side == 0 ? "server: " : side == 1 ?
 		    "tunnel: " : "", err == 0 ? "" : strerror(err),
 		    *detail ? ": " : "", detail, (unsigned long long)up,
-		    (unsigned long long)down, hflow_age(f));
+		    (unsigned long long)down, hflow_dgrams(f, r, dg, sizeof(dg)),
+		    hflow_age(f));
 	}
 	if (f->clean)
 		hflow_next(f);
@@ -244,17 +271,23 @@ hflow_relay(struct hflow *f)
 	if (event_initialized(&f->ev))
 		event_del(&f->ev);
 	f->state = HF_RELAY;
-	f->relay = relay_tls_new(f->host->sl->base, f->ufd, f->ssl, NULL, 0,
-	    f->conf->host_idle_timeout, hflow_relay_done, f);
+	if (hflow_udp(f))
+		f->relay = relay_tls_new_dgram(f->host->sl->base, f->ufd,
+		    f->ssl, f->conf->host_idle_timeout, hflow_relay_done, f);
+	else
+		f->relay = relay_tls_new(f->host->sl->base, f->ufd, f->ssl,
+		    NULL, 0, f->conf->host_idle_timeout, hflow_relay_done, f);
 	if (f->relay == NULL) {
 		log_warn("host flow %llu: relay", (unsigned long long)f->id);
 		hflow_free(f);
 		return;
 	}
 	f->host->opened++;
-	log_debug("host flow %llu %s: %s from %s: open to %s",
+	if (hflow_udp(f))
+		f->host->opened_udp++;
+	log_debug("host flow %llu %s: %s from %s: %sopen to %s",
 	    (unsigned long long)f->id, f->svc->name, f->identity,
-	    hflow_peer(f, peer, sizeof(peer)),
+	    hflow_peer(f, peer, sizeof(peer)), hflow_udp(f) ? "udp " : "",
 	    addr_str(&f->upstream.sa, up, sizeof(up)));
 }
 
@@ -328,15 +361,19 @@ hflow_dial_result(struct hflow *f, short what)
 	hflow_accept_reply(f);
 }
 
+/*
+ * A UDP socket is connected too, so that only the server's datagrams come
+ * back; its connect(2) sends nothing and fails at once or not at all.
+ */
 static void
 hflow_dial(struct hflow *f, const struct sockaddr *dst)
 {
 	struct sluice *sl = f->host->sl;
-	int one = 1;
+	int one = 1, udp = hflow_udp(f);
 
 	memcpy(&f->upstream, dst, addr_len(dst));
-	f->ufd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	f->ufd = socket(dst->sa_family, (udp ? SOCK_DGRAM : SOCK_STREAM) |
+	    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (f->ufd == -1) {
 		hflow_refuse(f, fd_exhausted(errno) ? TMSG_BUSY :
 		    TMSG_DIAL_FAILED, strerror(errno));
@@ -348,13 +385,15 @@ hflow_dial(struct hflow *f, const struct sockaddr *dst)
 		hflow_refuse(f, TMSG_DIAL_FAILED, strerror(errno));
 		return;
 	}
-	(void)setsockopt(f->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!udp)
+		(void)setsockopt(f->ufd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 	hflow_stage(f, HF_DIAL, f->conf->connect_timeout);
 	if (connect(f->ufd, dst, addr_len(dst)) == 0) {
 		hflow_accept_reply(f);
 		return;
 	}
-	if (errno != EINPROGRESS) {
+	if (udp || errno != EINPROGRESS) {
 		hflow_refuse(f, TMSG_DIAL_FAILED, strerror(errno));
 		return;
 	}
@@ -402,8 +441,8 @@ hflow_request(struct hflow *f)
 		hflow_refuse(f, TMSG_DENIED, "identity not in allow");
 		return;
 	}
-	if (f->msg.proto != IPPROTO_TCP) {
-		hflow_refuse(f, TMSG_UNSUPPORTED, "only tcp is hosted");
+	if (f->msg.proto != IPPROTO_TCP && f->msg.proto != IPPROTO_UDP) {
+		hflow_refuse(f, TMSG_UNSUPPORTED, "only tcp and udp are hosted");
 		return;
 	}
 	if (!svc->host_original) {
@@ -700,29 +739,33 @@ void
 host_dump(const struct host *h, FILE *fp)
 {
 	const struct hflow *f;
-	char peer[ADDR_STRLEN], up[ADDR_STRLEN];
+	char peer[ADDR_STRLEN], up[ADDR_STRLEN], dg[96];
 	uint64_t a = 0, b = 0;
 	unsigned i, n;
 
 	fprintf(fp, "host: listening on %s, %zu connections; accepted %llu, "
-	    "tls failed %llu, flows %llu, refused %llu, dial failed %llu\n",
+	    "tls failed %llu, flows %llu, refused %llu, dial failed %llu, "
+	    "udp flows %llu\n",
 	    addr_str(listener_addr(h->listener), peer, sizeof(peer)),
 	    h->nflows, (unsigned long long)h->accepted,
 	    (unsigned long long)h->tls_failed, (unsigned long long)h->opened,
 	    (unsigned long long)h->refused,
-	    (unsigned long long)h->dial_failed);
+	    (unsigned long long)h->dial_failed,
+	    (unsigned long long)h->opened_udp);
 	TAILQ_FOREACH(f, &h->flows, entry) {
 		a = b = 0;
 		if (f->relay != NULL)
 			relay_tls_bytes(f->relay, &a, &b);
-		fprintf(fp, "  host flow %llu %s: %s from %s -> %s, %s, "
-		    "to server %llu, to tunnel %llu bytes, age %.0f s\n",
+		fprintf(fp, "  host flow %llu %s: %s from %s -> %s%s, %s, "
+		    "to server %llu, to tunnel %llu bytes%s, age %.0f s\n",
 		    (unsigned long long)f->id, f->svc ? f->svc->name : "-",
 		    f->identity[0] ? f->identity : "-",
 		    addr_str(&f->peer.sa, peer, sizeof(peer)),
+		    f->ufd != -1 && hflow_udp(f) ? "udp " : "",
 		    f->ufd != -1 ? addr_str(&f->upstream.sa, up, sizeof(up)) :
 		    "-", hflow_state(f), (unsigned long long)b,
-		    (unsigned long long)a, hflow_age(f));
+		    (unsigned long long)a, hflow_dgrams(f, f->relay, dg,
+		    sizeof(dg)), hflow_age(f));
 	}
 	n = h->nrefusals < HOST_REFUSALS ? h->nrefusals : HOST_REFUSALS;
 	if (n > 0)

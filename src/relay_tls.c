@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Relays a plain TCP socket over TLS in chunks, both ways, with half-close. */
+/*
+ * Relays a plain socket over TLS in chunks, both ways: a TCP socket with
+ * half-close, or a datagram socket one datagram per chunk.
+ */
 #include "config.h"
 
 #include <sys/socket.h>
@@ -31,6 +34,13 @@
  */
 #define RT_HDR		4
 #define RT_CHUNK_MAX	(RT_BUF - RT_HDR)
+/*
+ * Datagram mode: a chunk is one datagram and its length is the datagram's
+ * plus one, so that an empty datagram is not the end; the empty chunk
+ * ends the flow both ways. 65531 bytes is more than UDP carries (65527,
+ * over IPv6).
+ */
+#define RT_DGRAM_MAX	(RT_CHUNK_MAX - 1)
 /* Steps per wakeup, so that one busy flow cannot starve the others. */
 #define RT_ROUNDS	16
 
@@ -45,16 +55,21 @@ struct rt_dir {
 	int		 want;		/* SSL_ERROR_WANT_* of its TLS call */
 	int		 fd_wait;	/* its plain-socket call saw EAGAIN */
 	int		 fin;		/* up: the empty chunk is queued */
+	int		 drain;		/* up: end once fd has nothing more */
 	uint8_t		 hdr[RT_HDR];	/* down: a chunk header being read */
 	size_t		 nhdr;
 	uint32_t	 chunk;		/* down: bytes left in this chunk */
+	int		 held;		/* down, datagrams: a whole one in buf */
+	uint64_t	 dgrams;	/* datagrams passed on */
 };
 
 struct relay_tls {
 	int		 fd, tfd;
+	int		 dgram;		/* fd is a datagram socket */
 	SSL		*ssl;
 	struct rt_dir	 up;		/* fd -> ssl */
 	struct rt_dir	 down;		/* ssl -> fd */
+	uint64_t	 dropped;	/* datagrams lost, either way */
 	uint8_t		*pre;		/* TLS-side bytes read before us */
 	size_t		 npre, pre_off;
 	struct event	 ev[EV_COUNT];
@@ -160,32 +175,135 @@ rt_moved(struct relay_tls *r, struct rt_dir *d, size_t n, int count)
 		event_base_gettimeofday_cached(r->base, &r->last);
 }
 
+static void
+rt_hdr_put(uint8_t *p, uint32_t len)
+{
+	p[0] = (uint8_t)(len >> 24);
+	p[1] = (uint8_t)(len >> 16);
+	p[2] = (uint8_t)(len >> 8);
+	p[3] = (uint8_t)len;
+}
+
+/* The chunks queued up: on to TLS. */
+static int
+rt_up_send(struct relay_tls *r, struct rt_dir *d)
+{
+	int rc;
+
+	/* The payload was counted when read: headers are not. */
+	if ((rc = SSL_write(r->ssl, d->buf + d->off, d->len - d->off)) > 0) {
+		rt_moved(r, d, rc, 0);
+		if (d->len == 0 && d->fin)
+			d->shut = 1;
+		return 1;
+	}
+	d->want = SSL_get_error(r->ssl, rc);
+	if (d->want == SSL_ERROR_WANT_READ || d->want == SSL_ERROR_WANT_WRITE)
+		return 0;
+	return rt_tls_fail(r, d->want);
+}
+
+/* fd has nothing for now: wait, or end after relay_tls_end(). */
+static int
+rt_up_again(struct rt_dir *d)
+{
+	if (d->drain) {
+		d->eof = 1;
+		return 1;
+	}
+	d->fd_wait = 1;
+	return 0;
+}
+
+/* A stream: what one read(2) gives is a chunk, EOF the end. */
+static int
+rt_up_read(struct relay_tls *r, struct rt_dir *d)
+{
+	ssize_t n;
+
+	do {
+		n = read(r->fd, d->buf + RT_HDR, RT_CHUNK_MAX);
+	} while (n == -1 && errno == EINTR);
+	if (n > 0) {
+		rt_hdr_put(d->buf, n);
+		d->len = RT_HDR + n;
+		d->bytes += n;
+		return 1;
+	}
+	if (n == 0) {
+		d->eof = 1;
+		return 1;
+	}
+	if (errno == EAGAIN)
+		return rt_up_again(d);
+	return rt_fail(r, errno, 0, "");
+}
+
+/*
+ * Errors a connected datagram socket reports for an ICMP message about
+ * an earlier datagram (Linux keeps the last hard one): a datagram lost,
+ * not the end of the flow.
+ */
+static int
+rt_dgram_soft(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case ENONET:
+	case ENOPROTOOPT:
+	case EPROTO:
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Datagrams: one recv(2), one chunk, an empty datagram too. fd has no end
+ * of its own: relay_tls_end() or the peer's end chunk ends the flow.
+ */
+static int
+rt_up_recv(struct relay_tls *r, struct rt_dir *d)
+{
+	ssize_t n;
+
+	do {
+		n = recv(r->fd, d->buf + RT_HDR, RT_CHUNK_MAX, MSG_TRUNC);
+	} while (n == -1 && errno == EINTR);
+	if (n > RT_DGRAM_MAX) {
+		/* UDP cannot carry one; AF_UNIX could. Never a bad length. */
+		r->dropped++;
+		return 1;
+	}
+	if (n >= 0) {
+		rt_hdr_put(d->buf, n + 1);
+		d->len = RT_HDR + n;
+		d->bytes += n;
+		d->dgrams++;
+		return 1;
+	}
+	if (errno == EAGAIN)
+		return rt_up_again(d);
+	if (rt_dgram_soft(errno)) {
+		r->dropped++;
+		return 1;
+	}
+	return rt_fail(r, errno, 0, "");
+}
+
 /* fd -> TLS. Returns 1 after progress, 0 when blocked or done, -1. */
 static int
 rt_up(struct relay_tls *r)
 {
 	struct rt_dir *d = &r->up;
-	ssize_t n;
-	int rc;
 
 	d->want = d->fd_wait = 0;
 	if (d->shut)
 		return 0;
-	if (d->len > d->off) {
-		/* The payload was counted when read: headers are not. */
-		if ((rc = SSL_write(r->ssl, d->buf + d->off,
-		    d->len - d->off)) > 0) {
-			rt_moved(r, d, rc, 0);
-			if (d->len == 0 && d->fin)
-				d->shut = 1;
-			return 1;
-		}
-		d->want = SSL_get_error(r->ssl, rc);
-		if (d->want == SSL_ERROR_WANT_READ ||
-		    d->want == SSL_ERROR_WANT_WRITE)
-			return 0;
-		return rt_tls_fail(r, d->want);
-	}
+	if (d->len > d->off)
+		return rt_up_send(r, d);
 	if (rt_buf(r, d) == -1)
 		return -1;
 	if (d->eof) {
@@ -195,27 +313,7 @@ rt_up(struct relay_tls *r)
 		d->fin = 1;
 		return 1;
 	}
-	do {
-		n = read(r->fd, d->buf + RT_HDR, RT_CHUNK_MAX);
-	} while (n == -1 && errno == EINTR);
-	if (n > 0) {
-		d->buf[0] = (uint8_t)(n >> 24);
-		d->buf[1] = (uint8_t)(n >> 16);
-		d->buf[2] = (uint8_t)(n >> 8);
-		d->buf[3] = (uint8_t)n;
-		d->len = RT_HDR + n;
-		d->bytes += n;
-		return 1;
-	}
-	if (n == 0) {
-		d->eof = 1;
-		return 1;
-	}
-	if (errno == EAGAIN) {
-		d->fd_wait = 1;
-		return 0;
-	}
-	return rt_fail(r, errno, 0, "");
+	return r->dgram ? rt_up_recv(r, d) : rt_up_read(r, d);
 }
 
 /*
@@ -261,8 +359,23 @@ rt_chunk_start(struct relay_tls *r)
 		return rt_fail(r, EPROTO, 1, "chunk longer than the maximum");
 	if (len == 0)
 		d->eof = 1;
+	else if (r->dgram && --len == 0)
+		d->held = 1;		/* an empty datagram, whole at once */
 	d->chunk = len;
 	return 0;
+}
+
+/* On with a chunk header: as rt_tls_read(), and -1 for a bad one. */
+static int
+rt_hdr_read(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	int rc;
+
+	rc = rt_tls_read(r, d->hdr + d->nhdr, RT_HDR - d->nhdr);
+	if (rc > 0 && (d->nhdr += rc) == RT_HDR && rt_chunk_start(r) == -1)
+		return -1;
+	return rc;
 }
 
 /*
@@ -279,12 +392,9 @@ rt_down_fill(struct relay_tls *r)
 
 	while (!d->eof) {
 		if (d->chunk == 0) {
-			rc = rt_tls_read(r, d->hdr + d->nhdr, RT_HDR - d->nhdr);
-			if (rc <= 0)
+			if ((rc = rt_hdr_read(r)) <= 0)
 				return rc == -1 ? -1 : moved;
 			moved = 1;
-			if ((d->nhdr += rc) == RT_HDR && rt_chunk_start(r) == -1)
-				return -1;
 			continue;
 		}
 		if (d->len == RT_BUF)
@@ -301,6 +411,85 @@ rt_down_fill(struct relay_tls *r)
 	return moved;
 }
 
+/*
+ * TLS -> our buffer, datagrams: one chunk, exactly, and no further until
+ * it has gone. 1 after progress, else 0, -1.
+ */
+static int
+rt_dgram_fill(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	int rc, moved = 0;
+
+	while (!d->eof && !d->held) {
+		if (d->chunk == 0) {
+			if ((rc = rt_hdr_read(r)) <= 0)
+				return rc == -1 ? -1 : moved;
+			moved = 1;
+			continue;
+		}
+		if (rt_buf(r, d) == -1)
+			return -1;
+		/* d->len + d->chunk is at most RT_DGRAM_MAX. */
+		if ((rc = rt_tls_read(r, d->buf + d->len, d->chunk)) <= 0)
+			return rc == -1 ? -1 : moved;
+		d->len += rc;
+		moved = 1;
+		if ((d->chunk -= rc) == 0)
+			d->held = 1;
+	}
+	return moved;
+}
+
+/*
+ * The datagram held, in one send(2). It waits while fd is full; any other
+ * failure (ICMP news of an earlier one, EMSGSIZE, a gone AF_UNIX peer)
+ * loses this one datagram, not the flow. 1 when it has gone, else 0.
+ */
+static int
+rt_dgram_send(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	ssize_t n;
+
+	do {
+		n = send(r->fd, d->buf, d->len, MSG_NOSIGNAL);
+	} while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == EAGAIN) {
+		d->fd_wait = 1;
+		return 0;
+	}
+	if (n == -1)
+		r->dropped++;
+	else
+		d->dgrams++;
+	d->held = 0;
+	rt_moved(r, d, d->len, n != -1);
+	return 1;
+}
+
+/*
+ * TLS -> fd, datagrams. The peer's end chunk ends both directions: a
+ * datagram socket has no half-close to pass on.
+ */
+static int
+rt_down_dgram(struct relay_tls *r)
+{
+	struct rt_dir *d = &r->down;
+	int moved;
+
+	if ((moved = rt_dgram_fill(r)) == -1)
+		return -1;
+	if (d->held)
+		return rt_dgram_send(r) | moved;
+	if (d->eof) {
+		d->shut = 1;
+		r->up.eof = 1;
+		return 1;
+	}
+	return moved;
+}
+
 /* TLS -> fd. Returns 1 after progress, 0 when blocked or done, -1. */
 static int
 rt_down(struct relay_tls *r)
@@ -312,6 +501,8 @@ rt_down(struct relay_tls *r)
 	d->want = d->fd_wait = 0;
 	if (d->shut)
 		return 0;
+	if (r->dgram)
+		return rt_down_dgram(r);
 	if ((moved = rt_down_fill(r)) == -1)
 		return -1;
 	if (d->len > d->off) {
@@ -464,16 +655,15 @@ rt_events(struct relay_tls *r, struct event_base *base)
 	return 0;
 }
 
-struct relay_tls *
-relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
-    size_t npre, unsigned idle, relay_tls_done_cb done, void *arg)
+/* A relay that has yet to start: NULL with errno. */
+static struct relay_tls *
+rt_new(struct event_base *base, int fd, SSL *ssl, unsigned idle,
+    relay_tls_done_cb done, void *arg)
 {
 	struct relay_tls *r;
 
-	if (npre > RT_BUF || (r = calloc(1, sizeof(*r))) == NULL) {
-		errno = npre > RT_BUF ? EINVAL : ENOMEM;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
-	}
 	r->base = base;
 	r->fd = fd;
 	r->ssl = ssl;
@@ -481,14 +671,32 @@ relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
 	r->idle = idle;
 	r->done = done;
 	r->arg = arg;
+	if (rt_events(r, base) == -1) {
+		relay_tls_free(r);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return r;
+}
+
+struct relay_tls *
+relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
+    size_t npre, unsigned idle, relay_tls_done_cb done, void *arg)
+{
+	struct relay_tls *r;
+
+	if (npre > RT_BUF) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((r = rt_new(base, fd, ssl, idle, done, arg)) == NULL)
+		return NULL;
 	if (npre > 0) {
 		if ((r->pre = malloc(npre)) == NULL)
 			goto fail;
 		memcpy(r->pre, pre, npre);
 		r->npre = npre;
 	}
-	if (rt_events(r, base) == -1)
-		goto fail;
 	/* Deferred, so done never runs before we return. */
 	event_active(&r->again, 0, 1);
 	return r;
@@ -498,6 +706,32 @@ fail:
 	return NULL;
 }
 
+struct relay_tls *
+relay_tls_new_dgram(struct event_base *base, int fd, SSL *ssl,
+    unsigned idle, relay_tls_done_cb done, void *arg)
+{
+	struct relay_tls *r;
+
+	if ((r = rt_new(base, fd, ssl, idle, done, arg)) == NULL)
+		return NULL;
+	r->dgram = 1;
+	event_active(&r->again, 0, 1);
+	return r;
+}
+
+/*
+ * As EOF on fd would be: after what fd holds already. Deferred, so done
+ * never runs from within.
+ */
+void
+relay_tls_end(struct relay_tls *r)
+{
+	if (r->finished || r->up.eof || r->up.drain)
+		return;
+	r->up.drain = 1;
+	event_active(&r->again, 0, 1);
+}
+
 void
 relay_tls_bytes(const struct relay_tls *r, uint64_t *up, uint64_t *down)
 {
@@ -505,6 +739,18 @@ relay_tls_bytes(const struct relay_tls *r, uint64_t *up, uint64_t *down)
 		*up = r->up.bytes;
 	if (down != NULL)
 		*down = r->down.bytes;
+}
+
+void
+relay_tls_dgrams(const struct relay_tls *r, uint64_t *up, uint64_t *down,
+    uint64_t *dropped)
+{
+	if (up != NULL)
+		*up = r->up.dgrams;
+	if (down != NULL)
+		*down = r->down.dgrams;
+	if (dropped != NULL)
+		*dropped = r->dropped;
 }
 
 int

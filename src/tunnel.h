@@ -136,9 +136,41 @@ typedef void	(*relay_tls_done_cb)(struct relay_tls *, void *arg);
 struct relay_tls *relay_tls_new(struct event_base *, int fd, SSL *ssl,
 		    const uint8_t *pre, size_t npre, unsigned idle,
 		    relay_tls_done_cb, void *arg);
-/* Bytes fd -> TLS (up) and TLS -> fd (down) so far. */
+/*
+ * The same for a datagram socket fd (a connected UDP socket, an AF_UNIX
+ * SOCK_DGRAM socketpair end), without pre. On the TLS side each chunk is
+ * one datagram: a u32 big-endian length, the datagram's size + 1, then
+ * the datagram. An empty datagram is a chunk of length 1 and no bytes;
+ * length 0 ends the flow; over 65532 (a datagram of 65531 bytes, where
+ * UDP carries at most 65527) is EPROTO. Up, each recv(2) on fd is one
+ * chunk (a datagram too long for one is dropped). Down, each chunk is one
+ * send(2): it waits while fd is full, holding back what follows, and any
+ * other error drops that datagram. fd has no end of its own:
+ * relay_tls_end() ends the flow, and the peer's end chunk ends both
+ * directions (no shutdown(2) of fd). Errors that bring ICMP news of an
+ * earlier datagram (ECONNREFUSED, EHOSTUNREACH, ...) count as drops and
+ * do not end it. A flow ended both ways ends clean and leaves the
+ * connection in step, as a stream does.
+ */
+struct relay_tls *relay_tls_new_dgram(struct event_base *, int fd, SSL *ssl,
+		    unsigned idle, relay_tls_done_cb, void *arg);
+/*
+ * Ends the up direction as EOF on fd would: what fd holds already goes
+ * on, then the end chunk, then nothing more is read. The relay runs on
+ * until the peer's end chunk (what comes down before it is passed on, or
+ * dropped if fd's peer has gone), then done runs, never from within this.
+ * In either mode; a no-op once done ran.
+ */
+void		 relay_tls_end(struct relay_tls *);
+/* Bytes fd -> TLS (up) and TLS -> fd (down) so far: payload only. */
 void		 relay_tls_bytes(const struct relay_tls *, uint64_t *up,
 		    uint64_t *down);
+/*
+ * Datagrams passed on up and down so far, and those lost either way: a
+ * send(2) failed, one was too long for a chunk, or ICMP reported one.
+ */
+void		 relay_tls_dgrams(const struct relay_tls *, uint64_t *up,
+		    uint64_t *down, uint64_t *dropped);
 /* RELAY_AB_SHUT (up) and RELAY_BA_SHUT (down) as in sluice.h. */
 int		 relay_tls_state(const struct relay_tls *);
 /*

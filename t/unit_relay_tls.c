@@ -593,6 +593,7 @@ struct slot {
 	int		 ndone, in_new;	/* times done ran; of them inside new */
 	double		 done_at;
 	uint64_t	 up, down;	/* relay_tls_bytes at done */
+	uint64_t	 dup, ddown, dropped;	/* relay_tls_dgrams at done */
 	int		 state, err, side;
 	char		 detail[160];
 	int		 free_in_done;
@@ -610,6 +611,7 @@ slot_done(struct relay_tls *r, void *arg)
 	s->in_new += in_new;
 	s->done_at = now();
 	relay_tls_bytes(r, &s->up, &s->down);
+	relay_tls_dgrams(r, &s->dup, &s->ddown, &s->dropped);
 	s->state = relay_tls_state(r);
 	s->err = relay_tls_error(r, &s->side, &detail);
 	snprintf(s->detail, sizeof(s->detail), "%s", detail ? detail : "");
@@ -627,6 +629,15 @@ slot_new(struct slot *s, int fd, SSL *ssl, const uint8_t *pre, size_t npre,
 {
 	in_new = 1;
 	s->r = relay_tls_new(base, fd, ssl, pre, npre, idle, slot_done, s);
+	in_new = 0;
+	return s->r == NULL ? -1 : 0;
+}
+
+static int
+slot_new_dgram(struct slot *s, int fd, SSL *ssl, unsigned idle)
+{
+	in_new = 1;
+	s->r = relay_tls_new_dgram(base, fd, ssl, idle, slot_done, s);
 	in_new = 0;
 	return s->r == NULL ? -1 : 0;
 }
@@ -2012,6 +2023,992 @@ test_chunks(void)
 		test_close_notify(at);
 }
 
+/* ---- datagrams ---- */
+
+#define DGRAM_MAX	65531		/* RT_DGRAM_MAX: a chunk of CHUNK_MAX */
+#define UDP_MAX		65507		/* the largest UDP payload over IPv4 */
+#define DGRAM_BIG	70000		/* more than a chunk holds */
+#define DRX_MAX		2048		/* sizes a test end records */
+
+enum dkind { DK_UNIX, DK_UDP };
+
+/*
+ * The test's end of a datagram socket. Datagram k of a series with seed
+ * s is bytes of stream dseed(s, k) from 0; what an end receives must be
+ * the next of the series it expects (rx_seed), whole: one datagram each.
+ */
+struct dend {
+	int		 fd;
+	struct event	 ev;
+	int		 started, paused;
+	uint64_t	 rx_seed;
+	unsigned	 nrx;
+	unsigned	 bad;		/* 1 + the first wrong one; 0 */
+	size_t		 len[DRX_MAX];	/* the sizes received */
+	uint64_t	 bytes;
+	unsigned	 tx_blocked;	/* sends that found fd full */
+};
+
+static uint64_t
+dseed(uint64_t seed, unsigned k)
+{
+	return mix64(seed) + k;
+}
+
+static void
+dend_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct dend *e = arg;
+	ssize_t n;
+
+	while (!e->paused) {
+		/* MSG_TRUNC: a datagram cut short would show its real size. */
+		if ((n = recv(e->fd, iobuf, IOBUF, MSG_TRUNC)) == -1)
+			return;
+		if (e->bad == 0 && (n > IOBUF || stream_check(iobuf,
+		    dseed(e->rx_seed, e->nrx), 0, n) != -1))
+			e->bad = e->nrx + 1;
+		if (e->nrx < DRX_MAX)
+			e->len[e->nrx] = n;
+		e->nrx++;
+		e->bytes += n;
+	}
+}
+
+static void
+dend_start(struct dend *e)
+{
+	if (e->fd == -1)
+		return;
+	event_assign(&e->ev, base, e->fd, EV_READ | EV_PERSIST, dend_read, e);
+	e->started = 1;
+	if (!e->paused)
+		event_add(&e->ev, NULL);
+}
+
+static void
+dend_stop(struct dend *e)
+{
+	if (e->started)
+		event_del(&e->ev);
+	e->started = 0;
+}
+
+static void
+dend_resume(struct dend *e)
+{
+	e->paused = 0;
+	event_add(&e->ev, NULL);
+	dend_read(e->fd, EV_READ, e);
+}
+
+/* Datagram k of series seed, len bytes; waits while fd is full (5 s). */
+static int
+dsend(struct dend *e, uint64_t seed, unsigned k, size_t len)
+{
+	static uint8_t buf[DGRAM_BIG];
+	double end = now() + 5;
+	ssize_t n;
+
+	stream_fill(buf, dseed(seed, k), 0, len);
+	while ((n = send(e->fd, buf, len, 0)) == -1 && errno == EAGAIN &&
+	    now() < end) {
+		e->tx_blocked++;
+		run_until(never, NULL, 0.002);
+	}
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/* The sizes e received are want[0..n) and no more; "" or what differs. */
+static const char *
+dend_sizes(const struct dend *e, const size_t *want, unsigned n)
+{
+	static char why[128];
+	unsigned k;
+
+	if (e->nrx != n) {
+		snprintf(why, sizeof(why), "%u datagrams, not %u", e->nrx, n);
+		return why;
+	}
+	for (k = 0; k < n && k < DRX_MAX; k++)
+		if (e->len[k] != want[k]) {
+			snprintf(why, sizeof(why), "datagram %u: %zu bytes, "
+			    "not %zu", k, e->len[k], want[k]);
+			return why;
+		}
+	return "";
+}
+
+static unsigned drx_target;
+
+static int
+dend_has(void *arg)
+{
+	struct dend *e = arg;
+
+	return e->nrx >= drx_target;
+}
+
+/* A UDP socket on 127.0.0.1, an ephemeral port (*sin), 1 MiB to read. */
+static int
+udp_bound(struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof(*sin);
+	int fd, size = 1 << 20;
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (bind(fd, (struct sockaddr *)sin, sizeof(*sin)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)sin, &len) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * A datagram pair, nonblocking: *x the test's end, *y the relay's. UDP:
+ * two sockets connected to each other, as the host's is to its server.
+ */
+static int
+dgram_pair(enum dkind kind, int *x, int *y)
+{
+	struct sockaddr_in sx, sy;
+	int sv[2];
+
+	if (kind == DK_UNIX) {
+		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0, sv) == -1)
+			return -1;
+		*x = sv[0];
+		*y = sv[1];
+		return 0;
+	}
+	*x = udp_bound(&sx);
+	*y = udp_bound(&sy);
+	if (*x == -1 || *y == -1 ||
+	    connect(*x, (struct sockaddr *)&sy, sizeof(sy)) == -1 ||
+	    connect(*y, (struct sockaddr *)&sx, sizeof(sx)) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * A chain:   c ~ ra | relay a on tc | ~TLS~ ts | relay b | rb ~ s.
+ * By hand:   c ~ ra | relay a on tc | ~TLS~ ts (the chunk helpers).
+ */
+struct drig {
+	int		 chain;
+	int		 ra, rb;	/* the relays' ends */
+	SSL		*tc, *ts;
+	struct dend	 c, s;		/* the test's ends */
+	struct slot	 a, b;
+};
+
+static int
+drig_plug(struct drig *g, enum dkind ka, enum dkind kb)
+{
+	if (dgram_pair(ka, &g->c.fd, &g->ra) == -1)
+		return -1;
+	return g->chain ? dgram_pair(kb, &g->s.fd, &g->rb) : 0;
+}
+
+static int
+drig_open(struct drig *g, int chain, enum dkind ka, enum dkind kb)
+{
+	memset(g, 0, sizeof(*g));
+	g->chain = chain;
+	g->ra = g->rb = g->c.fd = g->s.fd = -1;
+	if (tls_pair(&g->tc, &g->ts) == -1)
+		return -1;
+	return drig_plug(g, ka, kb);
+}
+
+static int
+drig_start(struct drig *g)
+{
+	dend_start(&g->c);
+	dend_start(&g->s);
+	if (slot_new_dgram(&g->a, g->ra, g->tc, 0) == -1)
+		return -1;
+	if (g->chain && slot_new_dgram(&g->b, g->rb, g->ts, 0) == -1)
+		return -1;
+	return 0;
+}
+
+/* The relays freed and the plain sockets closed; TLS stays as it is. */
+static void
+drig_unplug(struct drig *g)
+{
+	relay_tls_free(g->a.r);
+	relay_tls_free(g->b.r);
+	dend_stop(&g->c);
+	dend_stop(&g->s);
+	if (g->c.fd != -1)
+		close(g->c.fd);
+	if (g->s.fd != -1)
+		close(g->s.fd);
+	if (g->ra != -1)
+		close(g->ra);
+	if (g->rb != -1)
+		close(g->rb);
+	memset(&g->a, 0, sizeof(g->a));
+	memset(&g->b, 0, sizeof(g->b));
+	memset(&g->c, 0, sizeof(g->c));
+	memset(&g->s, 0, sizeof(g->s));
+	g->ra = g->rb = g->c.fd = g->s.fd = -1;
+}
+
+static void
+drig_close(struct drig *g)
+{
+	drig_unplug(g);
+	tls_free(&g->tc, 1);
+	tls_free(&g->ts, 1);
+}
+
+static int
+drig_done(void *arg)
+{
+	struct drig *g = arg;
+
+	return g->a.ndone && (!g->chain || g->b.ndone);
+}
+
+static int
+drig_a_dropped(void *arg)
+{
+	struct drig *g = arg;
+	uint64_t dropped = 0;
+
+	if (g->a.r != NULL && g->a.ndone == 0)
+		relay_tls_dgrams(g->a.r, NULL, NULL, &dropped);
+	return dropped > 0 || g->a.ndone;
+}
+
+/* By hand: datagram k of series seed as a chunk (length n + 1). */
+static int
+dchunk_put(SSL *ssl, uint64_t seed, unsigned k, size_t n)
+{
+	static uint8_t buf[CHUNK_HDR + DGRAM_MAX];
+
+	put_be32(buf, n + 1);
+	stream_fill(buf + CHUNK_HDR, dseed(seed, k), 0, n);
+	return tls_put(ssl, buf, CHUNK_HDR + n);
+}
+
+/*
+ * By hand, the next chunk read exactly: 1 and its datagram (*n bytes in
+ * buf), 0 for the end, -1 (a TLS error, a length over CHUNK_MAX). *raw:
+ * its length field.
+ */
+static int
+dchunk_get(SSL *ssl, uint8_t *buf, size_t *n, uint32_t *raw)
+{
+	uint8_t hdr[CHUNK_HDR];
+
+	*n = 0;
+	if (tls_io(ssl, 0, hdr, sizeof(hdr)) == -1)
+		return -1;
+	if ((*raw = be32(hdr)) == 0)
+		return 0;
+	if (*raw > CHUNK_MAX)
+		return -1;
+	*n = *raw - 1;
+	return *n == 0 || tls_io(ssl, 0, buf, *n) == 0 ? 1 : -1;
+}
+
+/* By hand: the next chunk is datagram k of seed, n bytes, length n + 1. */
+static int
+dchunk_is(SSL *ssl, uint64_t seed, unsigned k, size_t n)
+{
+	static uint8_t buf[CHUNK_MAX];
+	uint32_t raw;
+	size_t got;
+
+	return dchunk_get(ssl, buf, &got, &raw) == 1 && got == n &&
+	    raw == n + 1 && stream_check(buf, dseed(seed, k), 0, n) == -1;
+}
+
+static const size_t dgram_sizes[] = { 0, 1, 1400, 61440, UDP_MAX };
+#define NSIZES	(sizeof(dgram_sizes) / sizeof(dgram_sizes[0]))
+
+/*
+ * Each size both ways at once through a chain: whole, in order, one
+ * datagram each. Then relay_tls_end() on one relay ends both, clean.
+ */
+static void
+test_dgram_sizes(const char *name, enum dkind ka, enum dkind kb, int end_b)
+{
+	struct drig g;
+	uint64_t sum = 0;
+	unsigned k;
+	int rc = 0;
+
+	if (!ok(drig_open(&g, 1, ka, kb) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	g.c.rx_seed = 202;
+	g.s.rx_seed = 201;
+	ok(drig_start(&g) == 0, "%s: relay_tls_new_dgram twice", name);
+	for (k = 0; k < NSIZES; k++) {
+		rc |= dsend(&g.c, 201, k, dgram_sizes[k]);
+		rc |= dsend(&g.s, 202, k, dgram_sizes[k]);
+		sum += dgram_sizes[k];
+	}
+	ok(rc == 0, "%s: sizes 0, 1, 1400, 61440, %d sent both ways", name,
+	    UDP_MAX);
+	drx_target = NSIZES;
+	rc = run_until(dend_has, &g.s, 5) && run_until(dend_has, &g.c, 5);
+	ok(rc, "%s: arrived (%u up, %u down)", name, g.s.nrx, g.c.nrx);
+	run_until(never, NULL, 0.05);
+	is_str(dend_sizes(&g.s, dgram_sizes, NSIZES), "",
+	    "%s: up: one datagram each, whole, in order", name);
+	is_str(dend_sizes(&g.c, dgram_sizes, NSIZES), "",
+	    "%s: down: one datagram each, whole, in order", name);
+	ok(g.s.bad == 0 && g.c.bad == 0, "%s: their bytes intact (first bad "
+	    "%u, %u)", name, g.s.bad, g.c.bad);
+	ok(g.a.ndone == 0 && g.b.ndone == 0, "%s: the relays stay up", name);
+	relay_tls_end(end_b ? g.b.r : g.a.r);
+	ok(g.a.ndone == 0 && g.b.ndone == 0, "%s: relay_tls_end returns "
+	    "before done", name);
+	ok(run_until(drig_done, &g, 5), "%s: relay_tls_end on relay %s ends "
+	    "both", name, end_b ? "b" : "a");
+	ok(g.a.err == 0 && g.b.err == 0 && g.a.state == BOTH_SHUT &&
+	    g.b.state == BOTH_SHUT, "%s: both clean (%d %s; %d %s)", name,
+	    g.a.err, g.a.detail, g.b.err, g.b.detail);
+	ok(g.a.dup == NSIZES && g.a.ddown == NSIZES && g.a.dropped == 0 &&
+	    g.b.dup == NSIZES && g.b.ddown == NSIZES && g.b.dropped == 0,
+	    "%s: datagrams a %llu/%llu/%llu, b %llu/%llu/%llu", name,
+	    (unsigned long long)g.a.dup, (unsigned long long)g.a.ddown,
+	    (unsigned long long)g.a.dropped, (unsigned long long)g.b.dup,
+	    (unsigned long long)g.b.ddown, (unsigned long long)g.b.dropped);
+	ok(g.a.up == sum && g.a.down == sum && g.b.up == sum &&
+	    g.b.down == sum, "%s: payload bytes %llu each way", name,
+	    (unsigned long long)sum);
+	relay_tls_end(g.a.r);
+	relay_tls_end(g.b.r);
+	run_until(never, NULL, 0.02);
+	ok(g.a.ndone == 1 && g.b.ndone == 1 && g.a.in_new == 0 &&
+	    g.b.in_new == 0, "%s: done once each, never within new; "
+	    "relay_tls_end after done does nothing", name);
+	ok(tls_quiet(g.tc) && tls_quiet(g.ts), "%s: the TLS connection is "
+	    "left in step", name);
+	drig_close(&g);
+}
+
+static size_t
+dburst_size(unsigned k)
+{
+	return mix64(k) % 301;
+}
+
+/*
+ * 1000 small datagrams each way in a burst, over socketpairs: while the
+ * client does not read, relay a holds back what it cannot send, and none
+ * is lost; all arrive once it reads.
+ */
+static void
+test_dgram_burst(void)
+{
+	const char *name = "burst of 1000";
+	static size_t want[1000];
+	uint64_t down = 0, dropped = 0;
+	struct drig g;
+	unsigned k;
+	int rc = 0, size = 16 * 1024;
+
+	if (!ok(drig_open(&g, 1, DK_UNIX, DK_UNIX) == 0, "%s: sockets",
+	    name)) {
+		drig_close(&g);
+		return;
+	}
+	setsockopt(g.ra, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	g.c.rx_seed = 302;
+	g.s.rx_seed = 301;
+	g.c.paused = 1;
+	drig_start(&g);
+	for (k = 0; k < 1000; k++) {
+		want[k] = dburst_size(k);
+		rc |= dsend(&g.c, 301, k, want[k]);
+		rc |= dsend(&g.s, 302, k, want[k]);
+	}
+	ok(rc == 0, "%s: sent each way, the client not reading (the senders "
+	    "waited %u, %u times)", name, g.c.tx_blocked, g.s.tx_blocked);
+	drx_target = 1000;
+	rc = run_until(dend_has, &g.s, 10);
+	ok(rc, "%s: up: %u arrived", name, g.s.nrx);
+	run_until(never, NULL, 0.1);
+	if (g.a.r != NULL)
+		relay_tls_dgrams(g.a.r, NULL, &down, &dropped);
+	ok(g.a.ndone == 0 && g.c.nrx == 0 && down < 1000 && dropped == 0,
+	    "%s: down: relay a holds back (%llu sent, %llu dropped)", name,
+	    (unsigned long long)down, (unsigned long long)dropped);
+	dend_resume(&g.c);
+	rc = run_until(dend_has, &g.c, 10);
+	ok(rc, "%s: down: then %u arrived", name, g.c.nrx);
+	run_until(never, NULL, 0.05);
+	is_str(dend_sizes(&g.s, want, 1000), "", "%s: up: whole, in order",
+	    name);
+	is_str(dend_sizes(&g.c, want, 1000), "", "%s: down: whole, in order",
+	    name);
+	ok(g.s.bad == 0 && g.c.bad == 0, "%s: bytes intact (first bad %u, "
+	    "%u)", name, g.s.bad, g.c.bad);
+	relay_tls_end(g.b.r);
+	rc = run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0 && g.b.err == 0, "%s: ended clean (%d %s; %d "
+	    "%s)", name, g.a.err, g.a.detail, g.b.err, g.b.detail);
+	ok(g.a.dup == 1000 && g.a.ddown == 1000 && g.b.dup == 1000 &&
+	    g.b.ddown == 1000 && g.a.dropped == 0 && g.b.dropped == 0,
+	    "%s: counted 1000 each way, none dropped (%llu %llu %llu %llu "
+	    "%llu %llu)", name, (unsigned long long)g.a.dup,
+	    (unsigned long long)g.a.ddown, (unsigned long long)g.b.dup,
+	    (unsigned long long)g.b.ddown, (unsigned long long)g.a.dropped,
+	    (unsigned long long)g.b.dropped);
+	drig_close(&g);
+}
+
+/*
+ * The relay's chunks read raw: length = size + 1. relay_tls_end() sends
+ * what fd holds first, then the end; what comes down still goes to fd.
+ */
+static void
+test_dgram_wire(void)
+{
+	const char *name = "datagram chunks";
+	static const size_t sent[] = { 0, 1, 5, 7, 0 };
+	struct drig g;
+	unsigned k;
+	int rc = 1;
+
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	g.c.rx_seed = 602;
+	ok(drig_start(&g) == 0, "%s: relay_tls_new_dgram", name);
+	for (k = 0; k < 3; k++)
+		rc &= dsend(&g.c, 601, k, sent[k]) == 0;
+	for (k = 0; k < 3; k++)
+		rc &= dchunk_is(g.ts, 601, k, sent[k]);
+	ok(rc, "%s: datagrams of 0, 1, 5 bytes are chunks of length 1, 2, "
+	    "6", name);
+	rc = dsend(&g.c, 601, 3, sent[3]) == 0 &&
+	    dsend(&g.c, 601, 4, sent[4]) == 0;
+	relay_tls_end(g.a.r);
+	ok(rc && dchunk_is(g.ts, 601, 3, sent[3]) &&
+	    dchunk_is(g.ts, 601, 4, sent[4]), "%s: relay_tls_end: the "
+	    "datagrams fd held still go", name);
+	ok(chunk_get(g.ts, iobuf, CHUNK_MAX) == 0, "%s: then the end chunk",
+	    name);
+	rc = dsend(&g.c, 601, 5, 10);
+	run_until(never, NULL, 0.03);
+	ok(rc == 0 && g.a.ndone == 0 &&
+	    relay_tls_state(g.a.r) == RELAY_AB_SHUT, "%s: the relay waits "
+	    "for the peer's end", name);
+	ok(dchunk_put(g.ts, 602, 0, 10) == 0 && dchunk_put(g.ts, 602, 1, 0) ==
+	    0, "%s: two datagrams down after it", name);
+	drx_target = 2;
+	rc = run_until(dend_has, &g.c, 5);
+	run_until(never, NULL, 0.02);
+	ok(rc && g.c.nrx == 2 && g.c.bad == 0 && g.c.len[0] == 10 &&
+	    g.c.len[1] == 0, "%s: they arrive (%u)", name, g.c.nrx);
+	rc = chunk_end(g.ts) == 0 && run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0 && g.a.state == BOTH_SHUT, "%s: the peer's "
+	    "end: done, clean (%d %s)", name, g.a.err, g.a.detail);
+	ok(g.a.dup == 5 && g.a.ddown == 2 && g.a.up == 13 && g.a.down == 10,
+	    "%s: counted %llu/%llu datagrams, %llu/%llu bytes", name,
+	    (unsigned long long)g.a.dup, (unsigned long long)g.a.ddown,
+	    (unsigned long long)g.a.up, (unsigned long long)g.a.down);
+	ok(tls_quiet(g.ts), "%s: the datagram after the end never went", name);
+	drig_close(&g);
+}
+
+/*
+ * By hand, the peer ends first: its datagrams, then its end chunk. The
+ * relay passes them on, sends its own end and is done, clean; a datagram
+ * socket is not shut down.
+ */
+static void
+test_dgram_peer_end(void)
+{
+	const char *name = "the peer ends first";
+	struct drig g;
+	int rc;
+
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	g.c.rx_seed = 702;
+	drig_start(&g);
+	ok(dchunk_put(g.ts, 702, 0, 300) == 0 && chunk_end(g.ts) == 0,
+	    "%s: a datagram and the end", name);
+	rc = dchunk_get(g.ts, iobuf, &(size_t){ 0 }, &(uint32_t){ 0 });
+	ok(rc == 0, "%s: the relay's end chunk comes back", name);
+	rc = run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0 && g.a.state == BOTH_SHUT && g.c.nrx == 1 &&
+	    g.c.len[0] == 300 && g.c.bad == 0, "%s: done, clean, the "
+	    "datagram passed on (%d %s)", name, g.a.err, g.a.detail);
+	ok(dsend(&g.c, 701, 0, 20) == 0 && send(g.ra, "x", 1, 0) == 1,
+	    "%s: fd is not shut down either way", name);
+	ok(tls_quiet(g.ts), "%s: in step", name);
+	drig_close(&g);
+}
+
+/*
+ * After relay_tls_end() the tunneller may read its socketpair end no
+ * more: the relay holds a datagram it cannot send, until that end is
+ * closed; then what still comes down is dropped and the flow ends clean
+ * with the peer's end.
+ */
+static void
+test_dgram_gone(void)
+{
+	const char *name = "fd's peer gone";
+	uint64_t down = 0, dropped = 0;
+	struct drig g;
+	int k, rc = 0, size = 16 * 1024;
+
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	setsockopt(g.ra, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	g.c.paused = 1;
+	drig_start(&g);
+	relay_tls_end(g.a.r);
+	ok(chunk_get(g.ts, iobuf, CHUNK_MAX) == 0, "%s: relay_tls_end: the "
+	    "end chunk", name);
+	for (k = 0; k < 200; k++)
+		rc |= dchunk_put(g.ts, 851, k, 1000);
+	run_until(never, NULL, 0.05);
+	relay_tls_dgrams(g.a.r, NULL, &down, &dropped);
+	ok(rc == 0 && g.a.ndone == 0 && down < 200 && dropped == 0,
+	    "%s: 200 datagrams down, the reader gone quiet: held (%llu sent)",
+	    name, (unsigned long long)down);
+	dend_stop(&g.c);
+	close(g.c.fd);
+	g.c.fd = -1;
+	rc = chunk_end(g.ts) == 0 && run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0 && g.a.state == BOTH_SHUT, "%s: closed: the "
+	    "relay drains to the peer's end, clean (%d %s)", name, g.a.err,
+	    g.a.detail);
+	ok(g.a.ddown + g.a.dropped == 200 && g.a.dropped > 0, "%s: %llu "
+	    "sent, %llu dropped", name, (unsigned long long)g.a.ddown,
+	    (unsigned long long)g.a.dropped);
+	ok(tls_quiet(g.ts), "%s: in step", name);
+	drig_close(&g);
+}
+
+/* A length over CHUNK_MAX: EPROTO, before anything reaches fd. */
+static void
+test_dgram_too_long(uint32_t len)
+{
+	static uint8_t buf[CHUNK_HDR + 64];
+	char name[64];
+	struct drig g;
+
+	int rc;
+
+	snprintf(name, sizeof(name), "datagram chunk length %#x",
+	    (unsigned)len);
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	drig_start(&g);
+	ok(tls_put(g.ts, buf, chunk_frame(buf, len, 801, 0, 64)) == 0,
+	    "%s: sent, with 64 bytes", name);
+	rc = run_until(drig_done, &g, 5);
+	ok(rc && g.a.side == 1 && g.a.err == EPROTO, "%s: side %d, %s", name,
+	    g.a.side, strerror(g.a.err));
+	is_str(g.a.detail, "chunk longer than the maximum", "%s: detail",
+	    name);
+	run_until(never, NULL, 0.02);
+	ok(g.c.nrx == 0 && g.a.ddown == 0 && g.a.ndone == 1, "%s: nothing "
+	    "reached fd, done once", name);
+	drig_close(&g);
+}
+
+/*
+ * The longest datagram, then an empty one and a plain one. Over AF_UNIX
+ * all three pass; UDP cannot carry the first (EMSGSIZE): it is dropped
+ * and the flow goes on.
+ */
+static void
+test_dgram_max(const char *name, enum dkind kind)
+{
+	size_t unix_want[] = { DGRAM_MAX, 0, 1400 }, udp_want[] = { 0, 1400 };
+	struct drig g;
+	int udp = kind == DK_UDP, rc;
+
+	if (!ok(drig_open(&g, 0, kind, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	g.c.rx_seed = 811;
+	drig_start(&g);
+	rc = dchunk_put(g.ts, udp ? 999 : 811, 0, DGRAM_MAX) |
+	    dchunk_put(g.ts, 811, !udp, 0) | dchunk_put(g.ts, 811, 1 + !udp,
+	    1400);
+	drx_target = udp ? 2 : 3;
+	ok(rc == 0 && run_until(dend_has, &g.c, 5), "%s: %d bytes, 0, 1400 "
+	    "down", name, DGRAM_MAX);
+	run_until(never, NULL, 0.03);
+	is_str(dend_sizes(&g.c, udp ? udp_want : unix_want, drx_target), "",
+	    "%s: %s", name, udp ? "the first dropped, the others whole" :
+	    "each whole");
+	ok(g.c.bad == 0 && g.a.ndone == 0, "%s: intact, the relay up", name);
+	rc = chunk_end(g.ts) == 0 && chunk_get(g.ts, iobuf, CHUNK_MAX) == 0 &&
+	    run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0, "%s: the end both ways, clean (%d %s)", name,
+	    g.a.err, g.a.detail);
+	ok(g.a.ddown == drx_target && g.a.dropped == (uint64_t)udp,
+	    "%s: %llu passed on, %llu dropped", name,
+	    (unsigned long long)g.a.ddown, (unsigned long long)g.a.dropped);
+	drig_close(&g);
+}
+
+/*
+ * Chunk headers split across records, then a payload in two: nothing
+ * reaches fd before the datagram is whole, and it leaves as one. Half an
+ * end chunk ends nothing.
+ */
+static void
+test_dgram_split(int split)
+{
+	static uint8_t buf[CHUNK_HDR + 3000];
+	char name[64];
+	struct drig g;
+	int rc;
+
+	snprintf(name, sizeof(name), "datagram header split %d + %d", split,
+	    CHUNK_HDR - split);
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	g.c.rx_seed = 821;
+	drig_start(&g);
+	put_be32(buf, 3001);
+	stream_fill(buf + CHUNK_HDR, dseed(821, 0), 0, 3000);
+	rc = tls_put(g.ts, buf, split);
+	run_until(never, NULL, 0.02);
+	rc |= tls_put(g.ts, buf + split, CHUNK_HDR - split + 1000);
+	run_until(never, NULL, 0.03);
+	ok(rc == 0 && g.c.nrx == 0 && g.a.ndone == 0, "%s: the header and "
+	    "1000 of 3000 bytes: nothing yet", name);
+	drx_target = 1;
+	rc = tls_put(g.ts, buf + CHUNK_HDR + 1000, 2000) == 0 &&
+	    run_until(dend_has, &g.c, 5);
+	run_until(never, NULL, 0.02);
+	ok(rc && g.c.nrx == 1 && g.c.len[0] == 3000 && g.c.bad == 0,
+	    "%s: the rest: one datagram of 3000 bytes (%u: %zu)", name,
+	    g.c.nrx, g.c.len[0]);
+	ok(tls_put(g.ts, "\0\0", 2) == 0, "%s: half the end", name);
+	run_until(never, NULL, 0.03);
+	ok(g.a.ndone == 0 && relay_tls_state(g.a.r) == 0, "%s: ends nothing",
+	    name);
+	rc = tls_put(g.ts, "\0\0", 2) == 0 &&
+	    chunk_get(g.ts, iobuf, CHUNK_MAX) == 0 &&
+	    run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0 && g.a.state == BOTH_SHUT && g.c.nrx == 1,
+	    "%s: its other half does, clean (%d %s)", name, g.a.err,
+	    g.a.detail);
+	drig_close(&g);
+}
+
+/* An AF_UNIX datagram longer than a chunk holds is dropped, not cut. */
+static void
+test_dgram_truncated(void)
+{
+	const char *name = "datagram over the maximum";
+	struct drig g;
+	int rc = 0;
+
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	drig_start(&g);
+	rc |= dsend(&g.c, 831, 0, DGRAM_BIG);
+	rc |= dsend(&g.c, 831, 1, 10);
+	rc |= dsend(&g.c, 831, 2, DGRAM_MAX + 1);
+	rc |= dsend(&g.c, 831, 3, DGRAM_MAX);
+	ok(rc == 0, "%s: %d, 10, %d, %d bytes sent", name, DGRAM_BIG,
+	    DGRAM_MAX + 1, DGRAM_MAX);
+	ok(dchunk_is(g.ts, 831, 1, 10), "%s: the first chunk is the 10 bytes",
+	    name);
+	ok(dchunk_is(g.ts, 831, 3, DGRAM_MAX), "%s: the next the %d", name,
+	    DGRAM_MAX);
+	rc = chunk_end(g.ts) == 0 && chunk_get(g.ts, iobuf, CHUNK_MAX) == 0 &&
+	    run_until(drig_done, &g, 5);
+	ok(rc && g.a.err == 0, "%s: ends clean (%d %s)", name, g.a.err,
+	    g.a.detail);
+	ok(g.a.dup == 2 && g.a.dropped == 2 && g.a.up == 10 + DGRAM_MAX,
+	    "%s: 2 passed, 2 dropped (%llu, %llu)", name,
+	    (unsigned long long)g.a.dup, (unsigned long long)g.a.dropped);
+	drig_close(&g);
+}
+
+/*
+ * The host's UDP socket, connected to a port nobody listens on: ICMP
+ * port unreachable comes back as ECONNREFUSED, to recv(2) while the relay
+ * reads, to the next send(2) once it has ended its way. Neither ends the
+ * flow: a server that comes to that port later gets the next datagram.
+ */
+static void
+test_dgram_refused(void)
+{
+	const char *name = "ECONNREFUSED";
+	struct sockaddr_in srv, mine;
+	uint64_t down = 0, dropped = 0, down0, dropped0;
+	struct drig g;
+	int fd, one = 1, k;
+
+	if (!ok(drig_open(&g, 0, DK_UNIX, 0) == 0, "%s: sockets", name)) {
+		drig_close(&g);
+		return;
+	}
+	/* Not the pair: relay a's socket goes to a closed port. */
+	close(g.c.fd);
+	close(g.ra);
+	g.c.fd = -1;
+	fd = udp_bound(&srv);
+	close(fd);
+	g.ra = udp_bound(&mine);
+	ok(g.ra != -1 && connect(g.ra, (struct sockaddr *)&srv,
+	    sizeof(srv)) == 0, "%s: a UDP socket to a closed port", name);
+	drig_start(&g);
+	k = dchunk_put(g.ts, 841, 0, 100) == 0 &&
+	    run_until(drig_a_dropped, &g, 3);
+	relay_tls_dgrams(g.a.r, NULL, &down, &dropped);
+	ok(k && g.a.ndone == 0 && down == 1 && dropped == 1, "%s: recv(2): "
+	    "counted, the flow goes on (%llu sent, %llu dropped)", name,
+	    (unsigned long long)down, (unsigned long long)dropped);
+	/* A server there now: the flow still works both ways. */
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&srv, sizeof(srv)) == -1 ||
+	    connect(fd, (struct sockaddr *)&mine, sizeof(mine)) == -1) {
+		close(fd);
+		fd = -1;
+	}
+	g.c.fd = fd;
+	g.c.rx_seed = 841;
+	dend_start(&g.c);
+	drx_target = 1;
+	k = fd != -1 && dchunk_put(g.ts, 841, 0, 200) == 0 &&
+	    run_until(dend_has, &g.c, 5);
+	ok(k && g.c.len[0] == 200 && g.c.bad == 0, "%s: a server on the port "
+	    "then gets the next one", name);
+	ok(dsend(&g.c, 842, 0, 300) == 0 && dchunk_is(g.ts, 842, 0, 300),
+	    "%s: and its answer goes up", name);
+	/* Gone again, and our way ended: the sends hear of it now. */
+	dend_stop(&g.c);
+	close(g.c.fd);
+	g.c.fd = -1;
+	relay_tls_end(g.a.r);
+	ok(chunk_get(g.ts, iobuf, CHUNK_MAX) == 0, "%s: relay_tls_end: the "
+	    "end chunk", name);
+	relay_tls_dgrams(g.a.r, NULL, &down0, &dropped0);
+	for (k = 0; k < 3; k++) {
+		dchunk_put(g.ts, 843, k, 50);
+		run_until(never, NULL, 0.03);
+	}
+	relay_tls_dgrams(g.a.r, NULL, &down, &dropped);
+	ok(g.a.ndone == 0 && dropped - dropped0 == 1 &&
+	    down - down0 == 2, "%s: send(2): one of three dropped, the flow "
+	    "goes on (%llu sent, %llu dropped)", name,
+	    (unsigned long long)(down - down0),
+	    (unsigned long long)(dropped - dropped0));
+	k = chunk_end(g.ts) == 0 && run_until(drig_done, &g, 5);
+	ok(k && g.a.err == 0 && g.a.state == BOTH_SHUT, "%s: ends clean (%d "
+	    "%s)", name, g.a.err, g.a.detail);
+	ok(tls_quiet(g.ts), "%s: in step", name);
+	drig_close(&g);
+}
+
+/*
+ * One TLS connection: datagram flows ended by relay a, by relay b, by
+ * both at once, then a stream flow, each on new plain sockets.
+ */
+static void
+test_dgram_reuse(void)
+{
+	static const size_t sizes[] = { 100, 0, 2000 };
+	struct drig g;
+	struct rig sg;
+	char name[64];
+	unsigned k;
+	int flow, rc;
+
+	if (!ok(drig_open(&g, 1, DK_UNIX, DK_UDP) == 0, "reuse: sockets")) {
+		drig_close(&g);
+		return;
+	}
+	for (flow = 0; flow < 3; flow++) {
+		snprintf(name, sizeof(name), "reuse, datagram flow %d",
+		    flow + 1);
+		if (flow > 0 && !ok(drig_plug(&g, DK_UNIX, DK_UDP) == 0,
+		    "%s: new plain sockets", name))
+			break;
+		g.c.rx_seed = 902 + 10 * flow;
+		g.s.rx_seed = 901 + 10 * flow;
+		rc = drig_start(&g) == 0;
+		for (k = 0; k < 3; k++)
+			rc &= dsend(&g.c, 901 + 10 * flow, k, sizes[k]) == 0 &&
+			    dsend(&g.s, 902 + 10 * flow, k, sizes[k]) == 0;
+		drx_target = 3;
+		ok(rc && run_until(dend_has, &g.c, 5) &&
+		    run_until(dend_has, &g.s, 5), "%s: 3 datagrams each way",
+		    name);
+		if (flow != 1)
+			relay_tls_end(g.a.r);
+		if (flow != 0)
+			relay_tls_end(g.b.r);
+		rc = run_until(drig_done, &g, 5);
+		ok(rc && g.a.err == 0 && g.b.err == 0 &&
+		    g.a.state == BOTH_SHUT && g.b.state == BOTH_SHUT,
+		    "%s: ended by %s: both clean (%d %s; %d %s)",
+		    name, flow == 0 ? "a" : flow == 1 ? "b" : "both", g.a.err,
+		    g.a.detail, g.b.err, g.b.detail);
+		ok(!strcmp(dend_sizes(&g.c, sizes, 3), "") &&
+		    !strcmp(dend_sizes(&g.s, sizes, 3), "") && g.c.bad == 0 &&
+		    g.s.bad == 0 && g.a.dup == 3 && g.b.dup == 3,
+		    "%s: whole and in order, nothing from the flow before",
+		    name);
+		drig_unplug(&g);
+	}
+	/* A stream after them: the rig's chain on the same SSL objects. */
+	memset(&sg, 0, sizeof(sg));
+	sg.chain = 1;
+	sg.tc = g.tc;
+	sg.ts = g.ts;
+	sg.t.fd = -1;
+	rc = tcp_pair(&sg.c.fd, &sg.ra) == 0 && tcp_pair(&sg.rb, &sg.s.fd) == 0;
+	peer_init(&sg.c, 931, 300000, 932);
+	peer_init(&sg.s, 932, 200000, 931);
+	ok(rc && rig_start(&sg) == 0 && run_until(rig_finished, &sg, 10) &&
+	    sg.s.rx_done == 300000 && sg.c.rx_done == 200000 &&
+	    sg.s.rx_bad == -1 && sg.c.rx_bad == -1 && sg.a.err == 0 &&
+	    sg.b.err == 0, "reuse: then a stream flow, intact, clean");
+	sg.tc = sg.ts = NULL;
+	rig_close(&sg);
+	run_until(never, NULL, 0.01);
+	ok(tls_quiet(g.tc) && tls_quiet(g.ts), "reuse: the connection ends "
+	    "in step");
+	drig_close(&g);
+}
+
+/*
+ * relay_tls_end() on a stream: what fd holds goes first, then the empty
+ * chunk, and nothing written to fd after it; the other way runs on.
+ */
+static void
+test_end_stream(void)
+{
+	const char *name = "relay_tls_end on a stream";
+	uint64_t n = 0;
+	unsigned nchunks = 0;
+	struct rig g;
+	int rc;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 0, 0, 942);
+	g.c.tx_hold = 1;	/* no shutdown(2): the end is ours */
+	rig_start_hand(&g);
+	stream_fill(iobuf, 941, 0, 1000);
+	rc = write(g.c.fd, iobuf, 1000) == 1000;
+	run_until(never, NULL, 0.01);
+	relay_tls_end(g.a.r);
+	rc = rc && chunks_get_all(g.ts, 941, &n, &nchunks) == 0;
+	ok(rc && n == 1000, "%s: the 1000 bytes, then the empty chunk (%llu)",
+	    name, (unsigned long long)n);
+	stream_fill(iobuf, 941, 1000, 1000);
+	rc = write(g.c.fd, iobuf, 500) == 500;
+	run_until(never, NULL, 0.03);
+	ok(rc && g.a.ndone == 0 && relay_tls_state(g.a.r) == RELAY_AB_SHUT,
+	    "%s: the relay runs on, up ended", name);
+	ok(chunk_put(g.ts, 942, 0, 700) == 0 && chunk_end(g.ts) == 0 &&
+	    run_until(peer_got_eof, &g.c, 5) && g.c.rx_done == 700 &&
+	    g.c.rx_bad == -1 && g.c.rx_eof, "%s: down: 700 bytes, then EOF",
+	    name);
+	rc = run_until(rig_done_fired, &g, 5);
+	ok(rc && g.a.err == 0 && g.a.up == 1000 && g.a.down == 700 &&
+	    g.a.state == BOTH_SHUT, "%s: done, clean (%d %s)", name, g.a.err,
+	    g.a.detail);
+	ok(tls_quiet(g.ts), "%s: nothing written after the end went", name);
+	rig_close(&g);
+}
+
+/*
+ * The peer's end came first, so relay_tls_end() finishes the flow: done
+ * runs after it has returned, not within.
+ */
+static void
+test_end_last(void)
+{
+	const char *name = "relay_tls_end after the peer's end";
+	struct rig g;
+	int rc, within;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "%s: sockets", name)) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 0, 0, 952);
+	g.c.tx_hold = 1;
+	rig_start_hand(&g);
+	rc = chunk_put(g.ts, 952, 0, 10) == 0 && chunk_end(g.ts) == 0 &&
+	    run_until(peer_got_eof, &g.c, 5);
+	ok(rc && g.c.rx_done == 10 && relay_tls_state(g.a.r) == RELAY_BA_SHUT,
+	    "%s: down ended", name);
+	relay_tls_end(g.a.r);
+	within = g.a.ndone;
+	rc = run_until(rig_done_fired, &g, 5);
+	ok(rc && within == 0 && g.a.ndone == 1 && g.a.err == 0 &&
+	    g.a.state == BOTH_SHUT, "%s: done, later, clean (%d %s)", name,
+	    g.a.err, g.a.detail);
+	ok(chunk_get(g.ts, iobuf, CHUNK_MAX) == 0, "%s: the end chunk", name);
+	rig_close(&g);
+}
+
+static void
+test_dgrams(void)
+{
+	int split;
+
+	test_dgram_sizes("datagram sizes (unix, udp)", DK_UNIX, DK_UDP, 0);
+	test_dgram_sizes("datagram sizes (udp, unix; b ends)", DK_UDP,
+	    DK_UNIX, 1);
+	test_dgram_burst();
+	test_dgram_wire();
+	test_dgram_peer_end();
+	test_dgram_gone();
+	test_dgram_too_long(CHUNK_MAX + 1);
+	test_dgram_too_long(0xffffffff);
+	test_dgram_max("longest datagram (unix)", DK_UNIX);
+	test_dgram_max("longest datagram (udp)", DK_UDP);
+	for (split = 1; split < CHUNK_HDR; split++)
+		test_dgram_split(split);
+	test_dgram_truncated();
+	test_dgram_refused();
+	test_dgram_reuse();
+	test_end_stream();
+	test_end_last();
+}
+
 /* ---- set-up: a CA and two identities ---- */
 
 static char top[64];
@@ -2110,6 +3107,7 @@ main(void)
 	test_reuse_chain();
 	test_reuse_hand();
 	test_chunks();
+	test_dgrams();
 	test_idle_end();
 
 	SSL_CTX_free(cctx);
