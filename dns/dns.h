@@ -250,14 +250,21 @@ typedef int	(*dns_intercept_cb)(void *arg, int add, const char *name,
 		    int pool);
 
 /*
+ * The address families whose flows can be intercepted (a transparent
+ * listener of that family is up): only their addresses are handed out.
+ */
+#define DNS_FAMILY(af)	((af) == AF_INET ? 0x1u : (af) == AF_INET6 ? 0x2u : 0u)
+
+/*
  * Binds UDP and TCP on conf->dns_listen (in the caller's thread, so that
  * errors are reported at once), loads the pool from state_dir, and starts
  * the resolver thread with its own event base. NULL on failure (logged).
- * main_base is the main thread's loop, where cb runs.
+ * main_base is the main thread's loop, where cb runs. families: a set of
+ * DNS_FAMILY() bits.
  */
 struct dns_server *dns_server_start(struct event_base *main_base,
 		    struct config *conf, const char *state_dir,
-		    dns_intercept_cb cb, void *arg);
+		    unsigned families, dns_intercept_cb cb, void *arg);
 /* Hands a new configuration (a reference is taken) to the thread. */
 void		 dns_server_reload(struct dns_server *, struct config *);
 /* Stops and joins the thread, closes sockets, saves the pool. */
@@ -420,7 +427,8 @@ struct dns_thread;
  * only on success.
  */
 struct dns_thread *dns_thread_new(struct config *, struct pool *,
-		    int udp_fd, int tcp_fd, int chan_fd, struct dns_stats *);
+		    unsigned families, int udp_fd, int tcp_fd, int chan_fd,
+		    struct dns_stats *);
 /*
  * Calls cb(arg, name, service, addr) for each pool address handed out
  * already (exact names get theirs in dns_thread_new): before the thread

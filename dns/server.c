@@ -274,7 +274,7 @@ dns_open(struct dns_server *s, struct config *conf, const char *state_dir,
 
 struct dns_server *
 dns_server_start(struct event_base *main_base, struct config *conf,
-    const char *state_dir, dns_intercept_cb cb, void *arg)
+    const char *state_dir, unsigned families, dns_intercept_cb cb, void *arg)
 {
 	struct dns_server *s;
 	struct pool *pool = NULL;
@@ -288,8 +288,8 @@ dns_server_start(struct event_base *main_base, struct config *conf,
 	s->cb = cb;
 	s->cb_arg = arg;
 	s->conf = conf_ref(conf);
-	if (conf->dns_range.family != conf->listen.ss.ss_family)
-		log_warnx("dns: ip-range %s is not of intercept.listen's "
+	if ((families & DNS_FAMILY(conf->dns_range.family)) == 0)
+		log_warnx("dns: ip-range %s: no transparent listener of its "
 		    "family: service names get no addresses", cidr_str(
 		    &conf->dns_range, a, sizeof(a)));
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
@@ -298,8 +298,8 @@ dns_server_start(struct event_base *main_base, struct config *conf,
 	if (dns_open(s, conf, state_dir, &udp, &tcp, sv) == -1 ||
 	    (pool = dns_pool(conf, state_dir)) == NULL)
 		goto fail;
-	s->thread = dns_thread_new(conf_ref(conf), pool, udp, tcp, sv[1],
-	    &s->stats);
+	s->thread = dns_thread_new(conf_ref(conf), pool, families, udp, tcp,
+	    sv[1], &s->stats);
 	udp = tcp = sv[1] = -1;			/* the thread's now */
 	if (s->thread == NULL) {
 		conf_unref(conf);

@@ -96,6 +96,7 @@ struct pending {
 struct dns_thread {
 	struct event_base	*base;
 	struct config		*conf;
+	unsigned		 families;	/* DNS_FAMILY() bits */
 	struct dns_names	*names;
 	struct pool		*pool;
 	struct dns_stats	*stats;
@@ -615,13 +616,13 @@ qtype_family(const struct dns_thread *t, uint16_t qtype)
 }
 
 /*
- * Only addresses of the transparent listener's family can be diverted to
- * it: handing out others would let clients past the interception.
+ * Only addresses of a family with a transparent listener can be diverted
+ * to it: handing out others would let clients past the interception.
  */
 static int
 family_interceptable(const struct dns_thread *t, int family)
 {
-	return t->conf->listen.ss.ss_family == family;
+	return (t->families & DNS_FAMILY(family)) != 0;
 }
 
 static void
@@ -1090,6 +1091,8 @@ names_preallocate(struct dns_thread *t)
 	struct name_ent *e;
 	size_t i;
 
+	if (!family_interceptable(t, t->conf->dns_range.family))
+		return;		/* they would never be handed out */
 	TAILQ_FOREACH(svc, &t->conf->services, entry) {
 		for (i = 0; svc->has_intercept && i < svc->naddrs; i++) {
 			if (!svc->addrs[i].is_name || svc->addrs[i].wildcard)
@@ -1269,8 +1272,8 @@ thread_msg(const struct dns_msg *m, void *arg)
 /* ---- life ---- */
 
 struct dns_thread *
-dns_thread_new(struct config *conf, struct pool *pool, int udp_fd,
-    int tcp_fd, int chan_fd, struct dns_stats *stats)
+dns_thread_new(struct config *conf, struct pool *pool, unsigned families,
+    int udp_fd, int tcp_fd, int chan_fd, struct dns_stats *stats)
 {
 	struct dns_thread *t;
 	size_t i;
@@ -1278,6 +1281,7 @@ dns_thread_new(struct config *conf, struct pool *pool, int udp_fd,
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
 	t->conf = conf;
+	t->families = families;
 	t->pool = pool;
 	t->stats = stats;
 	t->udp_fd = udp_fd;

@@ -83,6 +83,11 @@ int	rt_setup(uint32_t mark, uint32_t table);
 /* Adds or removes "local ADDR dev lo table local proto sluice". */
 int	rt_local_add(const struct cidr *);
 int	rt_local_del(const struct cidr *);
+/*
+ * Whether family can be intercepted here: IPv6 may be missing from the
+ * kernel or disabled on lo. 0 with *why set if not.
+ */
+int	rt_family_ok(int family, const char **why);
 /* Removes every rule and route tagged SLUICE_RTPROT (any table). */
 int	rt_cleanup(uint32_t table);
 void	rt_dump(FILE *);

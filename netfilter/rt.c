@@ -43,7 +43,7 @@ rt_fam_str(int family)
  * kernel, or disabled on lo by sysctl (the kernel then refuses routes
  * via lo with EACCES). *why says which.
  */
-static int
+int
 rt_family_ok(int family, const char **why)
 {
 	char buf[8] = "";

@@ -113,6 +113,8 @@ h_intercept(struct cparse *p, yaml_node_t *n, const struct key *k,
 		{ "route-table", h_route_table, 0, 0, 0, 0 },
 		{ "udp-idle-timeout", conf_h_uint,
 		    offsetof(struct config, udp_idle_timeout), 1, 86400, 0 },
+		{ "udp-max-flows", conf_h_uint,
+		    offsetof(struct config, udp_max_flows), 1, 1048576, 0 },
 		{ "connect-timeout", conf_h_uint,
 		    offsetof(struct config, connect_timeout), 1, 300, 0 },
 		{ "idle-timeout", conf_h_uint,
@@ -826,6 +828,7 @@ conf_new(const char *name)
 	c->bypass_mark = 0x2;
 	c->route_table = 100;
 	c->udp_idle_timeout = 30;
+	c->udp_max_flows = 8192;
 	c->connect_timeout = 5;
 	c->idle_timeout = 3600;
 	c->host_idle_timeout = 3600;

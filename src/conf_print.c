@@ -280,9 +280,9 @@ print_intercept(const struct config *c, FILE *fp)
 	    "bypass-mark 0x%x, route-table %u\n", backend_name(c->backend),
 	    addr_str((const struct sockaddr *)&c->listen.ss, buf,
 	    sizeof(buf)), c->mark, c->bypass_mark, c->route_table);
-	fprintf(fp, "           udp-idle-timeout %us, connect-timeout %us, "
-	    "idle-timeout %us\n", c->udp_idle_timeout, c->connect_timeout,
-	    c->idle_timeout);
+	fprintf(fp, "           udp-idle-timeout %us, udp-max-flows %u, "
+	    "connect-timeout %us, idle-timeout %us\n", c->udp_idle_timeout,
+	    c->udp_max_flows, c->connect_timeout, c->idle_timeout);
 }
 
 static void

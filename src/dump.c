@@ -23,6 +23,12 @@ dump_listeners(struct sluice *sl, FILE *fp)
 	if (sl->tcp6 != NULL)
 		fprintf(fp, "  tcp %s (transparent)\n",
 		    addr_str(listener_addr(sl->tcp6), buf, sizeof(buf)));
+	if (udp_listener_addr(sl->udp, AF_INET) != NULL)
+		fprintf(fp, "  udp %s (transparent)\n", addr_str(
+		    udp_listener_addr(sl->udp, AF_INET), buf, sizeof(buf)));
+	if (udp_listener_addr(sl->udp, AF_INET6) != NULL)
+		fprintf(fp, "  udp %s (transparent)\n", addr_str(
+		    udp_listener_addr(sl->udp, AF_INET6), buf, sizeof(buf)));
 }
 
 static void
@@ -54,6 +60,7 @@ dump_flows(struct sluice *sl, FILE *fp)
 {
 	fprintf(fp, "\nflows (%zu):\n", sl->nflows);
 	flow_dump_all(sl, fp);
+	udp_dump(sl->udp, fp);
 }
 
 static void

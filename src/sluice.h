@@ -128,6 +128,7 @@ struct config {
 	uint32_t	 bypass_mark;	/* intercept.bypass-mark */
 	uint32_t	 route_table;
 	unsigned	 udp_idle_timeout;
+	unsigned	 udp_max_flows;		/* the oldest makes way */
 	unsigned	 connect_timeout;	/* intercept.connect-timeout */
 	unsigned	 idle_timeout;		/* tunnelled flows, 0 = none */
 
@@ -184,6 +185,8 @@ int		 svc_name_glob(const char *pattern, const char *name);
 
 int	sock_nonblock(int fd);
 int	sock_set_mark(int fd, uint32_t mark);	/* SO_MARK; 0 is a no-op */
+/* IP_TRANSPARENT or IPV6_TRANSPARENT: bind and send from any address. */
+int	sock_transparent(int fd, int family);
 /* Closes with SO_LINGER {1, 0} so the peer sees a reset at once. */
 void	sock_close_reset(int fd);
 /*
@@ -282,6 +285,7 @@ struct sluice {
 	const struct nf_ops	*nf;		/* NULL in unprivileged modes */
 	struct listener		*tcp4;		/* transparent TCP listeners */
 	struct listener		*tcp6;
+	struct udp		*udp;		/* UDP listeners and flows */
 	struct flow_list	 flows;
 	size_t			 nflows;
 	uint64_t		 next_flow_id;
@@ -366,6 +370,20 @@ int		 relay_state(const struct relay *);
  */
 int		 relay_error(const struct relay *, int *side);
 void		 relay_free(struct relay *);
+
+/*
+ * udp.c: intercepted UDP flows. udp_start opens a transparent UDP listener
+ * beside each TCP listener (same address and, if free, port); 0 or an
+ * exit code.
+ */
+struct udp;
+int		 udp_start(struct sluice *);
+void		 udp_stop(struct sluice *);
+/* After a reload: ends flows whose service is gone; returns how many. */
+size_t		 udp_close_orphans(struct sluice *);
+/* The listener of family, or NULL. */
+const struct sockaddr *udp_listener_addr(const struct udp *, int family);
+void		 udp_dump(const struct udp *, FILE *);
 
 /*
  * A daemon mode (tproxy, host, run, proxy): lifecycle.c runs the common

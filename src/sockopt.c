@@ -45,7 +45,7 @@ sock_close_reset(int fd)
 	errno = saved;
 }
 
-static int
+int
 sock_transparent(int fd, int family)
 {
 	int one = 1;

@@ -74,6 +74,12 @@ tproxy_params(struct sluice *sl, struct nf_params *p)
 		memcpy(&p->tcp4, listener_addr(sl->tcp4), sizeof(p->tcp4));
 	if (sl->tcp6 != NULL)
 		memcpy(&p->tcp6, listener_addr(sl->tcp6), sizeof(p->tcp6));
+	if (udp_listener_addr(sl->udp, AF_INET) != NULL)
+		memcpy(&p->udp4, udp_listener_addr(sl->udp, AF_INET),
+		    sizeof(p->udp4));
+	if (udp_listener_addr(sl->udp, AF_INET6) != NULL)
+		memcpy(&p->udp6, udp_listener_addr(sl->udp, AF_INET6),
+		    sizeof(p->udp6));
 }
 
 /* Replaces the kernel's rules with conf's; the old ones stay on failure. */
@@ -106,21 +112,102 @@ tproxy_install(struct sluice *sl, const struct config *conf)
 	return rc;
 }
 
+/*
+ * Where family's transparent listeners go: intercept.listen for its own
+ * family, loopback with the same port (0: any free one) for the other.
+ * -1 when IPv6 cannot be used here (*why says why).
+ */
 static int
-tproxy_listen(struct sluice *sl)
+tproxy_listen_addr(const struct config *conf, int family,
+    struct sockaddr_storage *ss, const char **why)
 {
+	const struct sockaddr *cfg = (const struct sockaddr *)&conf->listen.ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	if (family == AF_INET6 && !rt_family_ok(AF_INET6, why))
+		return -1;
+	if (cfg->sa_family == family) {
+		memcpy(ss, &conf->listen.ss, sizeof(*ss));
+		return 0;
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin->sin_port = htons(addr_port(cfg));
+	} else {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_loopback;
+		sin6->sin6_port = htons(addr_port(cfg));
+	}
+	return 0;
+}
+
+/* The transparent TCP listener for family's flows, or NULL. */
+static struct listener *
+tproxy_tcp_listener(const struct sluice *sl, int family)
+{
+	if (family == AF_INET)
+		return sl->tcp4;
+	if (family == AF_INET6)
+		return sl->tcp6;
+	return NULL;
+}
+
+/*
+ * One listener per family. Without IPv6 (not in the kernel, or disabled
+ * on lo) sluice goes on with IPv4 alone, and the rules of IPv6 services
+ * are left out for want of a listener.
+ */
+static int
+tproxy_listen_family(struct sluice *sl, int family)
+{
+	struct sockaddr_storage ss;
+	struct listener **lp = family == AF_INET ? &sl->tcp4 : &sl->tcp6;
+	const char *why;
 	char buf[ADDR_STRLEN];
 
-	sl->tcp4 = listener_new(sl->base,
-	    (struct sockaddr *)&sl->conf->listen.ss, 1, tproxy_accept, sl,
-	    &sl->stats.accept_paused);
-	if (sl->tcp4 == NULL) {
+	if (tproxy_listen_addr(sl->conf, family, &ss, &why) == -1) {
+		if (sl->conf->listen.ss.ss_family == family)
+			log_warnx("intercept.listen: %s; intercepting ipv4 "
+			    "only", why);
+		else
+			log_info("%s: intercepting ipv4 only", why);
+		return 0;
+	}
+	*lp = listener_new(sl->base, (struct sockaddr *)&ss, 1,
+	    tproxy_accept, sl, &sl->stats.accept_paused);
+	if (*lp == NULL && family != sl->conf->listen.ss.ss_family &&
+	    (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+		why = strerror(errno);
+		log_info("transparent listener %s: %s; intercepting %s only",
+		    addr_str((struct sockaddr *)&ss, buf, sizeof(buf)), why,
+		    family == AF_INET6 ? "ipv4" : "ipv6");
+		return 0;
+	}
+	if (*lp == NULL) {
 		log_warn("transparent listener %s", addr_str(
-		    (struct sockaddr *)&sl->conf->listen.ss, buf, sizeof(buf)));
+		    (struct sockaddr *)&ss, buf, sizeof(buf)));
 		return errno == EPERM ? EX_NOPERM : EXIT_FAIL;
 	}
 	log_info("transparent listener on tcp %s",
-	    addr_str(listener_addr(sl->tcp4), buf, sizeof(buf)));
+	    addr_str(listener_addr(*lp), buf, sizeof(buf)));
+	return 0;
+}
+
+static int
+tproxy_listen(struct sluice *sl)
+{
+	int rc;
+
+	if ((rc = tproxy_listen_family(sl, AF_INET)) != 0 ||
+	    (rc = tproxy_listen_family(sl, AF_INET6)) != 0)
+		return rc;
+	if (sl->tcp4 == NULL && sl->tcp6 == NULL) {
+		log_warnx("no transparent listener could be opened");
+		return EX_UNAVAILABLE;
+	}
 	return 0;
 }
 
@@ -244,8 +331,7 @@ tproxy_intercept(void *arg, int add, const char *name,
 		return tproxy_commit(sl);
 	if (!add)
 		return tproxy_release(sl, name, addr, pool);
-	if (svc != NULL && (sl->tcp4 == NULL ||
-	    listener_addr(sl->tcp4)->sa_family != addr->family)) {
+	if (svc != NULL && tproxy_tcp_listener(sl, addr->family) == NULL) {
 		log_warnx("dns: %s: no transparent listener for %s", name,
 		    inet_ntop(addr->family, addr->addr, buf, sizeof(buf)));
 		return -1;
@@ -381,9 +467,12 @@ static int
 tproxy_dns_start(struct sluice *sl, int self_test)
 {
 	struct endpoint ns;
+	unsigned families;
 
+	families = (sl->tcp4 != NULL ? DNS_FAMILY(AF_INET) : 0) |
+	    (sl->tcp6 != NULL ? DNS_FAMILY(AF_INET6) : 0);
 	sl->dns = dns_server_start(sl->base, sl->conf, sl->state_dir,
-	    tproxy_intercept, sl);
+	    families, tproxy_intercept, sl);
 	if (sl->dns == NULL)
 		return EX_UNAVAILABLE;
 	tproxy_ns(sl->conf, &ns);
@@ -440,6 +529,8 @@ tproxy_start(struct sluice *sl)
 	if (tunnel_apply(sl, conf) == -1)
 		return EX_CONFIG;
 	if ((rc = tproxy_listen(sl)) != 0)
+		return rc;
+	if ((rc = udp_start(sl)) != 0)
 		return rc;
 	if (tproxy_install(sl, conf) == -1 ||
 	    rt_setup(conf->mark, conf->route_table) == -1) {
@@ -512,6 +603,8 @@ tproxy_reload(struct sluice *sl, struct config *conf)
 	conf_unref(old);
 	if ((n = flow_close_orphans(sl)) > 0)
 		log_info("reload: %zu flows of removed services reset", n);
+	if ((n = udp_close_orphans(sl)) > 0)
+		log_info("reload: %zu udp flows of removed services ended", n);
 	if (sl->dns != NULL) {
 		if (sl->resolv_active)
 			tproxy_domains(conf);
@@ -530,6 +623,7 @@ tproxy_stop(struct sluice *sl)
 {
 	tproxy_dns_stop(sl);
 	flow_free_all(sl);
+	udp_stop(sl);
 	tunnel_free(sl->tunnel);
 	sl->tunnel = NULL;
 	if (sl->tcp4 != NULL)

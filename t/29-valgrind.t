@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # sluice tproxy under valgrind, through a working life: flows that succeed,
-# one whose upstream is down, a 10 MiB transfer, a dump, a reload, SIGUSR1
+# UDP flows (one still live at the stop), one whose upstream is down, a 10 MiB transfer, a dump, a reload, SIGUSR1
 # and a clean stop. Valgrind must find no memory errors, no leaks and no
 # descriptor left open.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/lib.sh"
@@ -15,7 +15,7 @@ no) ;;
 *) grep -q __asan_init "$SLUICE" 2>/dev/null &&
 	skip_all "sluice is built with AddressSanitizer" ;;
 esac
-plan 14
+plan 15
 
 ns_new c	# client, sluice and the upstream
 ns_new s	# the real server at 10.9.0.5 (never reached here)
@@ -24,6 +24,8 @@ d="$T_TMP/nginx-c-8080"; mkdir -p "$d/www"
 head -c $((10 * 1024 * 1024)) /dev/urandom > "$d/www/big"
 want=$(sha256sum < "$d/www/big" | cut -d' ' -f1)
 http_server c 127.0.0.1 8080 UPSTREAM
+TOOL="${TOP_BUILDDIR:-$(pwd)}/t/udp_tool"
+bg_ns c "$TOOL" echo 127.0.0.1 7007 UP-
 
 conf="$T_TMP/sluice.yaml"
 write_conf "$conf" <<'EOF2'
@@ -36,6 +38,9 @@ services:
   - name: dead
     intercept: { protocols: [tcp], addresses: [10.9.0.5], ports: [83] }
     forward: { direct: 127.0.0.1:9 }
+  - name: echo
+    intercept: { protocols: [udp], addresses: [10.9.0.5], ports: [7] }
+    forward: { direct: 127.0.0.1:7007 }
 EOF2
 
 # Like sluice_start, with valgrind in front and its slower start-up.
@@ -62,6 +67,8 @@ wait_log "$SL_LOG" "flow [0-9]+ dead: .*127\.0\.0\.1:9" 30
 ok $? "and its failed dial is logged"
 got=$(nsx c curl -sS --max-time 120 http://10.9.0.5/big | sha256sum | cut -d' ' -f1)
 is "$got" "$want" "a 10 MiB transfer arrives intact"
+is "$(nsx c "$TOOL" flows 20 10.9.0.5 7 1000 UP- 2>&1)" "20 ok" \
+	"udp flows reach their upstream (and stay until the stop)"
 # A client that leaves without a word, in the middle of a transfer.
 nsx c curl -sS --max-time 30 --limit-rate 100k -o /dev/null http://10.9.0.5/big \
 	2>/dev/null &
@@ -77,7 +84,7 @@ dump=$(timeout 60 ip netns exec "$NS_c" "$SLUICE" --state-dir "$SL_STATE" dump 2
 like "$dump" "flow [0-9]+ web: " "sluice dump answers and shows the open flow"
 printf '  - name: extra\n    intercept: { protocols: [tcp], addresses: [10.9.0.5], ports: [84] }\n    forward: { direct: 127.0.0.1:8080 }\n' >> "$conf"
 kill -HUP "$SL_PID"
-wait_log "$SL_LOG" "reload: 3 services in use" 60
+wait_log "$SL_LOG" "reload: 4 services in use" 60
 ok $? "SIGHUP reloads the configuration"
 rm -f "$dumpfile"
 kill -USR1 "$SL_PID"

@@ -231,8 +231,10 @@ settled_state() {
 # ---- servers ----
 
 # http_server NS ADDR PORT BODY: a tiny nginx answering BODY on ADDR:PORT.
+# An IPv6 server's files are in nginx-NS-PORT-6, so both families fit.
 http_server() {
 	d="$T_TMP/nginx-$1-$3"
+	case $2 in *:*) d="$d-6" ;; esac
 	mkdir -p "$d/www" "$d/tmp"
 	printf '%s\n' "$4" > "$d/www/index.html"
 	cat > "$d/nginx.conf" <<-EOF
@@ -256,10 +258,13 @@ http_server() {
 }
 
 # wait_port NS ADDR PORT: until something listens there (5 s at most).
+# ADDR may be an IPv6 address in brackets, as nginx wants it.
 wait_port() {
+	local h=${2#[}
+	h=${h%]}
 	i=0
 	while [ $i -lt 100 ]; do
-		nsx "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
+		nsx "$1" bash -c "exec 3<>/dev/tcp/$h/$3" 2>/dev/null && return 0
 		i=$((i + 1))
 		sleep 0.05
 	done

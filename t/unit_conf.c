@@ -83,6 +83,7 @@ static const char full_text[] =
     "  bypass-mark: 0x20\n"
     "  route-table: 0x200\n"
     "  udp-idle-timeout: 45\n"
+    "  udp-max-flows: 100\n"
     "  connect-timeout: 9\n"
     "  idle-timeout: 0\n"
     "dns:\n"
@@ -143,6 +144,7 @@ check_full_globals(const struct config *c)
 	is_int(c->bypass_mark, 0x20, "intercept.bypass-mark");
 	is_int(c->route_table, 512, "intercept.route-table in hex");
 	is_int(c->udp_idle_timeout, 45, "intercept.udp-idle-timeout");
+	is_int(c->udp_max_flows, 100, "intercept.udp-max-flows");
 	is_int(c->connect_timeout, 9, "intercept.connect-timeout");
 	is_int(c->idle_timeout, 0, "intercept.idle-timeout 0: never");
 	is_str(ep(&c->dns_listen), "127.0.0.53:5353", "dns.listen");
@@ -171,7 +173,7 @@ static void
 check_wiki(const struct service *s)
 {
 	is_int(s->id, 1, "wiki id");
-	is_int(s->line, 27, "wiki line");
+	is_int(s->line, 28, "wiki line");
 	is_int(s->has_intercept, 1, "wiki has intercept");
 	is_int(s->protocols, PROTO_TCP, "wiki protocols");
 	is_int(s->naddrs, 4, "wiki addresses");
@@ -213,7 +215,7 @@ check_others(const struct config *c)
 	if (!ok(s != NULL, "db.main_1 found"))
 		return;
 	is_int(s->id, 2, "db id");
-	is_int(s->line, 39, "db line");
+	is_int(s->line, 40, "db line");
 	is_int(s->protocols, PROTO_TCP | PROTO_UDP, "db protocols");
 	is_int(s->fwd, FWD_TUNNEL, "db tunnel");
 	ok(s->ntunnel == 2 && strcmp(ep(&s->tunnel[0]), "10.0.0.2:4433") ==
@@ -272,6 +274,7 @@ check_defaults(const struct config *c, const char *what)
 	is_int(c->bypass_mark, 0x2, "%s: bypass-mark", what);
 	is_int(c->route_table, 100, "%s: route-table", what);
 	is_int(c->udp_idle_timeout, 30, "%s: udp-idle-timeout", what);
+	is_int(c->udp_max_flows, 8192, "%s: udp-max-flows", what);
 	is_int(c->connect_timeout, 5, "%s: connect-timeout", what);
 	is_str(ep(&c->dns_listen), "127.0.0.1:53", "%s: dns.listen", what);
 	is_str(cidr(&c->dns_range), "169.254.0.0/16", "%s: ip-range", what);
@@ -415,6 +418,10 @@ static const struct err_case err_cases[] = {
 	    "intercept: {udp-idle-timeout: 0}\n",
 	    "t.yaml:1:31: intercept.udp-idle-timeout: 0 out of range "
 	    "1..86400\n" },
+	{ "udp max flows range",
+	    "intercept: {udp-max-flows: 0}\n",
+	    "t.yaml:1:28: intercept.udp-max-flows: 0 out of range "
+	    "1..1048576\n" },
 	{ "connect timeout range",
 	    "intercept: {connect-timeout: 301}\n",
 	    "t.yaml:1:30: intercept.connect-timeout: 301 out of range "
@@ -1097,8 +1104,8 @@ test_summary(void)
 	    "3 services, 8 intercept rules, 2 hostnames\n"
 	    "intercept  backend auto, listen 127.0.0.1:0, mark 0x1, "
 	    "bypass-mark 0x2, route-table 100\n"
-	    "           udp-idle-timeout 30s, connect-timeout 5s, "
-	    "idle-timeout 3600s\n"
+	    "           udp-idle-timeout 30s, udp-max-flows 8192, "
+	    "connect-timeout 5s, idle-timeout 3600s\n"
 	    "dns        listen 127.0.0.1:53, ip-range 169.254.0.0/16, "
 	    "hostnames pool, ttl 60s, unknown refused\n"
 	    "           resolver none, self-test on, upstream 1.1.1.1:53, "
@@ -1142,6 +1149,72 @@ test_summary(void)
 	conf_free(c);
 }
 
+/* IPv6 wherever an address goes: "[v6]:port", bare CIDRs, mixed lists. */
+static void
+test_ipv6(void)
+{
+	static const char text[] =
+	    "identity: {cert: /nx/gw.crt, key: /nx/gw.key, ca: /nx/ca.crt}\n"
+	    "intercept: {listen: \"[::1]:15001\"}\n"
+	    "dns: {listen: \"[::1]:53\", ip-range: \"fd00:a::/112\"}\n"
+	    "host: {listen: \"[::]:4433\"}\n"
+	    "services:\n"
+	    "  - name: six\n"
+	    "    intercept:\n"
+	    "      protocols: [tcp]\n"
+	    "      addresses: [\"fd00:9::5\", 10.9.0.5]\n"
+	    "      ports: [80]\n"
+	    "      sources: [\"fd00:8::/64\", 10.8.0.0/16]\n"
+	    "    forward: {direct: \"[fd00::1]:80\"}\n"
+	    "  - name: tun\n"
+	    "    intercept: {protocols: [tcp], addresses: [\"fd00:9::/64\"], "
+	    "ports: [81]}\n"
+	    "    forward: {tunnel: [\"[fd00::2]:4433\", \"[::1]:4433\"]}\n"
+	    "    host: {address: \"[::1]:81\", allow: [gw]}\n";
+	struct config *c;
+	struct service *s;
+	char *out;
+
+	out = load(text, strlen(text), &c);
+	free(out);
+	if (!ok(c != NULL, "v6: configuration loads"))
+		return;
+	is_str(ep(&c->listen), "[::1]:15001", "v6: intercept.listen");
+	is_str(ep(&c->dns_listen), "[::1]:53", "v6: dns.listen");
+	is_str(cidr(&c->dns_range), "fd00:a::/112", "v6: dns.ip-range");
+	is_str(ep(&c->host_listen), "[::]:4433", "v6: host.listen");
+	if ((s = conf_service_by_name(c, "six")) != NULL) {
+		is_str(cidr(&s->addrs[0].cidr), "fd00:9::5/128",
+		    "v6: a bare address is a /128");
+		is_int(s->nsources, 2, "v6: sources of both families");
+		is_str(cidr(&s->sources[0]), "fd00:8::/64", "v6: source");
+		is_str(cidr(&s->sources[1]), "10.8.0.0/16",
+		    "v6: beside a v4 one");
+		is_int(s->fwd, FWD_DIRECT, "v6: forward direct");
+		is_str(ep(&s->direct), "[fd00::1]:80", "v6: direct upstream");
+	} else
+		ok(0, "v6: service six");
+	if ((s = conf_service_by_name(c, "tun")) != NULL) {
+		is_int(s->ntunnel, 2, "v6: tunnel hosts");
+		is_str(ep(&s->tunnel[0]), "[fd00::2]:4433", "v6: tunnel host");
+		is_str(ep(&s->tunnel[1]), "[::1]:4433", "v6: second one");
+		is_str(ep(&s->host_address), "[::1]:81", "v6: host.address");
+	} else
+		ok(0, "v6: service tun");
+	conf_free(c);
+	out = errors_of("intercept: {listen: \"::1:0\"}\n");
+	is_str(out, "t.yaml:1:21: intercept.listen: expected ADDR:PORT, got "
+	    "'::1:0' (ipv6 address needs brackets)\n",
+	    "v6: a bare address with a port is refused");
+	free(out);
+	out = errors_of("services:\n  - name: x\n    forward: {direct: "
+	    "\"[fd00::1]\"}\n");
+	is_str(out, "t.yaml:3:23: services[x].forward.direct: expected "
+	    "ADDR:PORT or original, got '[fd00::1]' (missing port)\n",
+	    "v6: direct without a port");
+	free(out);
+}
+
 int
 main(void)
 {
@@ -1156,5 +1229,6 @@ main(void)
 	test_hostile_bytes();
 	test_mutations();
 	test_summary();
+	test_ipv6();
 	return done_testing();
 }

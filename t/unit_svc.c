@@ -29,7 +29,14 @@ static const char conf_text[] =
     "      ports: [53]\n"
     "    forward: { direct: 127.0.0.1:5353 }\n"
     "  - name: hosted\n"		/* no intercept: never matched */
-    "    host: { address: 10.9.0.7:80, allow: [gw-1] }\n";
+    "    host: { address: 10.9.0.7:80, allow: [gw-1] }\n"
+    "  - name: six\n"		/* sources of both families */
+    "    intercept:\n"
+    "      protocols: [tcp]\n"
+    "      addresses: [\"fd00:9::/64\", 10.9.0.0/24]\n"
+    "      ports: [8443]\n"
+    "      sources: [\"fd00:8::/64\", 10.8.0.0/16, \"fd00:7::1\"]\n"
+    "    forward: { direct: \"[::1]:8443\" }\n";
 
 static struct sockaddr_storage ss_dst, ss_src;
 
@@ -124,6 +131,39 @@ test_parts(const struct config *c)
 	    "v6 source");
 }
 
+/* sources: of either family; a client matches only its own family's. */
+static void
+test_sources6(const struct config *c)
+{
+	struct service *six = conf_service_by_name(c, "six");
+
+	if (!ok(six != NULL, "v6 service found"))
+		return;
+	is_str(match(c, PROTO_TCP, "[fd00:9::5]:8443", "[fd00:8::1]:1"), "six",
+	    "v6 destination, v6 source in a listed /64");
+	is_str(match(c, PROTO_TCP, "[fd00:9::5]:8443", "[fd00:7::1]:1"), "six",
+	    "v6 destination, listed v6 host");
+	is_str(match(c, PROTO_TCP, "[fd00:9::5]:8443", "[fd00:7::2]:1"), "-",
+	    "v6 destination, unlisted v6 source");
+	is_str(match(c, PROTO_TCP, "[fd00:9::5]:8443", "[fd00:6::1]:1"), "-",
+	    "v6 destination, source in no listed prefix");
+	is_str(match(c, PROTO_TCP, "10.9.0.5:8443", "10.8.0.1:1"), "six",
+	    "v4 destination, v4 source listed beside v6 ones");
+	is_str(match(c, PROTO_TCP, "10.9.0.5:8443", "10.7.0.1:1"), "-",
+	    "v4 destination, unlisted v4 source");
+	is_int(svc_source_match(six, sa(&ss_src, "[fd00:8::ffff]:1")), 1,
+	    "v6 source at the end of its /64");
+	is_int(svc_source_match(six, sa(&ss_src, "[fd00:8:0:1::]:1")), 0,
+	    "v6 source just past its /64");
+	is_int(svc_source_match(six, sa(&ss_src, "[::ffff:10.8.0.1]:1")), 1,
+	    "a v4-mapped source matches the v4 prefix");
+	is_int(svc_source_match(six, sa(&ss_src, "[::ffff:10.7.0.1]:1")), 0,
+	    "a v4-mapped source outside it does not");
+	is_int(svc_source_match(six, sa(&ss_src, "[::a08:1]:1")), 0,
+	    "a v4-compatible address is v6, not 10.8.0.1");
+	is_int(svc_source_match(six, NULL), 0, "no source, sources required");
+}
+
 static void
 test_glob(void)
 {
@@ -167,9 +207,10 @@ main(void)
 	    stderr);
 	if (!ok(c != NULL, "test configuration loads"))
 		return done_testing();
-	is_int(c->nservices, 4, "four services");
+	is_int(c->nservices, 5, "five services");
 	test_match(c);
 	test_parts(c);
+	test_sources6(c);
 	test_glob();
 	conf_free(c);
 	return done_testing();

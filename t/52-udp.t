@@ -1,0 +1,117 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Intercepted UDP, forwarded directly: dig to an intercepted DNS server
+# gets the configured upstream's answer (and over TCP the real one); 40
+# flows over IPv4 and IPv6 each get their reply from the original address
+# (connected client sockets see nothing else); another port of the same
+# address is untouched; a 60 KiB datagram arrives whole both ways; idle
+# flows expire; the flow cap evicts the oldest; `dump` shows the flows; a
+# clean stop restores the v4 and v6 kernel state exactly.
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/t/lib.sh"
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/t/dns-lib.sh"
+
+require_netns
+require_cmd dig dnsmasq
+TOOL="${TOP_BUILDDIR:-$(pwd)}/t/udp_tool"
+[ -x "$TOOL" ] || skip_all "needs t/udp_tool (make check builds it)"
+[ -e /proc/sys/net/ipv6 ] || skip_all "needs IPv6"
+plan 27
+
+ns_new c	# client, sluice and the configured upstream
+ns_new s	# the real servers at 10.9.0.5 and fd00:9::5
+ns_link c 10.9.0.1/24 s 10.9.0.5/24
+ip -n "$NS_c" -6 addr add fd00:9::1/64 dev vcs nodad
+ip -n "$NS_s" -6 addr add fd00:9::5/64 dev vsc nodad
+
+dns_upstream s 10.9.0.5 --address=/svc.test/10.1.1.1
+ok $? "the real DNS server answers on 10.9.0.5"
+dns_upstream c 127.0.0.1 --address=/svc.test/10.7.7.7
+ok $? "the configured upstream answers on 127.0.0.1"
+bg_ns s "$TOOL" echo 10.9.0.5 7 REAL7-
+bg_ns s "$TOOL" echo fd00:9::5 7 REAL7-
+bg_ns s "$TOOL" echo 10.9.0.5 8 REAL8-
+bg_ns c "$TOOL" echo 127.0.0.1 7007 UP-
+
+conf="$T_TMP/sluice.yaml"
+write_conf "$conf" <<'EOF2'
+intercept:
+  backend: iptables
+  udp-idle-timeout: 2
+  udp-max-flows: 50
+services:
+  - name: dns
+    intercept: { protocols: [udp], addresses: [10.9.0.5], ports: [53] }
+    forward: { direct: 127.0.0.1:53 }
+  - name: echo
+    intercept: { protocols: [udp], addresses: [10.9.0.5, "fd00:9::5"], ports: [7] }
+    forward: { direct: original }
+  - name: up
+    intercept: { protocols: [udp], addresses: [10.9.0.6], ports: [7] }
+    forward: { direct: 127.0.0.1:7007 }
+EOF2
+ip -n "$NS_s" addr add 10.9.0.6/24 dev vsc
+
+before=$(settled_state c)
+sluice_start c "$conf"
+ok $? "sluice tproxy starts"
+like "$(cat "$SL_LOG")" "transparent listener on udp 127\.0\.0\.1:[0-9]+" \
+	"a transparent UDP listener on loopback"
+like "$(nsx c iptables-legacy-save -t mangle)" \
+	"-A NF-INTERCEPT -d 10.9.0.5/32 -p udp -m udp --dport 53 -m comment --comment dns -j TPROXY --on-port [0-9]+ --on-ip 127.0.0.1" \
+	"a TPROXY rule for the udp service"
+like "$(nsx c ip6tables-legacy-save -t mangle)" \
+	"-A NF-INTERCEPT -d fd00:9::5/128 -p udp -m udp --dport 7 -m comment --comment echo -j TPROXY --on-port [0-9]+ --on-ip ::1" \
+	"and an IPv6 one"
+
+is "$(nsx c dig +short +time=2 +tries=1 @10.9.0.5 a.svc.test)" 10.7.7.7 \
+	"dig over UDP gets the configured upstream's answer"
+is "$(nsx c dig +short +tcp +time=2 +tries=1 @10.9.0.5 a.svc.test)" 10.1.1.1 \
+	"over TCP (not intercepted) the real server's"
+
+out=$(nsx c "$TOOL" flows 20 10.9.0.5 7 100 REAL7- 2>&1)
+is "$out" "20 ok" "20 IPv4 flows: each reply comes from the original address"
+out=$(nsx c "$TOOL" flows 20 fd00:9::5 7 100 REAL7- 2>&1)
+is "$out" "20 ok" "20 IPv6 flows: each reply comes from the original address"
+out=$(nsx c "$TOOL" flows 5 10.9.0.6 7 100 UP- 2>&1)
+is "$out" "5 ok" "a fixed upstream answers for the original address"
+
+dump=$(nsx c "$SLUICE" --state-dir "$SL_STATE" dump 2>&1)
+like "$dump" "udp 127\.0\.0\.1:[0-9]+ \(transparent\)" "dump lists the udp listener"
+like "$dump" "udp flows \(4[0-9]," "dump shows the live udp flows"
+like "$dump" "flow [0-9]+ echo: udp \[fd00:9::1\]:[0-9]+ -> \[fd00:9::5\]:7 via \[fd00:9::5\]:7, open, datagrams up 1 down 1" \
+	"a v6 flow with its datagram counts"
+
+dgrams_in() {
+	nsx c "$SLUICE" --state-dir "$SL_STATE" dump | grep -o 'datagrams-in [0-9]*'
+}
+n0=$(dgrams_in)
+out=$(nsx c "$TOOL" flows 3 10.9.0.5 8 100 REAL8- 2>&1)
+is "$out" "3 ok" "another port of the same address reaches the real server"
+is "$(dgrams_in)" "$n0" "and its datagrams never reach sluice"
+
+out=$(nsx c "$TOOL" flows 1 10.9.0.5 7 61440 REAL7- 2>&1)
+is "$out" "1 ok" "a 60 KiB datagram arrives whole, and its reply too"
+out=$(nsx c "$TOOL" flows 1 fd00:9::5 7 61440 REAL7- 2>&1)
+is "$out" "1 ok" "over IPv6 as well"
+
+# Idle flows end after udp-idle-timeout (2 s).
+sleep 3.5
+dump=$(nsx c "$SLUICE" --state-dir "$SL_STATE" dump 2>&1)
+like "$dump" "udp flows \(0, 0 ending\)" "idle flows expire"
+like "$dump" "expired 4[0-9]" "and are counted"
+
+# The cap (50): the oldest flows make way for new ones.
+out=$(for i in 1 2 3 4; do nsx c "$TOOL" flows 20 10.9.0.5 7 10 REAL7- 2>&1; done)
+is "$(echo $out)" "20 ok 20 ok 20 ok 20 ok" "80 flows, 20 at a time, over a cap of 50"
+dump=$(nsx c "$SLUICE" --state-dir "$SL_STATE" dump 2>&1)
+like "$dump" "udp flows \(50," "no more than 50 flows live"
+like "$dump" "evicted 30 " "the 30 oldest were evicted"
+like "$(cat "$SL_LOG")" "udp: 50 flows, the most allowed" "and that is logged"
+
+sluice_stop TERM
+is "$SL_STATUS" 0 "SIGTERM stops sluice with status 0"
+same_state "$before" "$(settled_state c)" \
+	"v4 and v6 rules, policy rules and routes are as before start"
+unlike "$(cat "$SL_LOG")" "ERROR|AddressSanitizer|runtime error" "no errors in the log"
+
+done_testing
