@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Intercepted UDP flows, inside the tproxy mode: udp.c receives every
- * intercepted datagram, keeps the flow table and the reply sockets and
- * forwards directly; udp_tunnel.c carries a flow through the tunnel.
+ * intercepted datagram in batches and hands it to its flow; udp_flow.c
+ * keeps the flow table and the reply sockets and forwards directly;
+ * udp_tunnel.c carries a flow through the tunnel.
  */
 #ifndef SLUICE_UDP_H
 #define SLUICE_UDP_H
@@ -18,6 +19,10 @@
 #include <openssl/ssl.h>
 
 #include "sluice.h"
+
+/* Datagrams move in batches (recvmmsg, sendmmsg), a few per wakeup. */
+#define UDP_BATCH	16
+#define UDP_ROUNDS	8
 
 union udp_addr {
 	struct sockaddr		sa;
@@ -94,14 +99,42 @@ struct udp {
 	time_t			 warned;	/* rate limit for warnings */
 };
 
-/* udp.c, for udp_tunnel.c */
+/* udp.c */
 time_t	udp_now(void);
 /* 1 at most once a second: a flood must not flood the log too. */
 int	udp_may_warn(struct udp *);
+/*
+ * Reads up to a batch of datagrams from fd into u's slots (with sender
+ * and original destination for the listener): how many, 0 when none
+ * waits, or -1 with errno.
+ */
+int	udp_batch_recv(struct udp *, int fd, int listener);
+/*
+ * Sends slots first..first+n on fd (to to, if set, else to fd's peer):
+ * how many left; the rest are dropped.
+ */
+int	udp_batch_send(struct udp *, int fd, size_t first, size_t n,
+	    const union udp_addr *to);
+
+/* udp_flow.c */
+void	udp_addr_set(union udp_addr *, const struct sockaddr *);
+int	udp_addr_eq(const union udp_addr *, const union udp_addr *);
+/* The flow of (client, orig), or NULL; *bucket is where it goes. */
+struct udp_flow *udp_flow_lookup(const struct udp *,
+	    const union udp_addr *client, const union udp_addr *orig,
+	    size_t *bucket);
+/*
+ * A new flow for the service that covers (client, orig), in the table;
+ * NULL when none does or it cannot be forwarded (said in the log).
+ */
+struct udp_flow *udp_flow_new(struct udp *, const union udp_addr *client,
+	    const union udp_addr *orig, size_t bucket);
+/* A datagram went either way: the flow is the youngest. */
+void	udp_flow_touch(struct udp_flow *, time_t now);
+/* Out of the table: later datagrams of its client start a new flow. */
+void	udp_flow_end(struct udp_flow *, const char *why);
 /* Takes the flow out of the table and the age list. */
 void	udp_flow_unlink(struct udp_flow *);
-/* A reply from the flow's upstream goes to its client. */
-void	udp_reply_send(struct udp_flow *, const uint8_t *, size_t);
 /* Frees an ending or failed flow (the tunnel connection handled first). */
 void	udp_flow_free(struct udp_flow *);
 void	udp_flow_log_end(const struct udp_flow *, const char *why);
