@@ -140,7 +140,10 @@ void	udp_flow_free(struct udp_flow *);
 void	udp_flow_log_end(const struct udp_flow *, const char *why);
 
 /* udp_tunnel.c */
-/* Opens the tunnel for a new flow: 0, or -1 after logging why. */
+/*
+ * Opens the tunnel for a new flow: 0, or -1 with f->fd -1 when its
+ * socketpair failed (errno says why), else after logging why.
+ */
 int	udp_tunnel_open(struct udp_flow *);
 /* The flow leaves the table: ends its relay (or frees it at once). */
 void	udp_tunnel_end(struct udp_flow *);

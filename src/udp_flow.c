@@ -235,7 +235,7 @@ udp_flow_touch(struct udp_flow *f, time_t now)
 }
 
 static void
-udp_evict_oldest(struct udp *u)
+udp_evict_oldest(struct udp *u, const char *why)
 {
 	struct udp_flow *f;
 
@@ -243,8 +243,7 @@ udp_evict_oldest(struct udp *u)
 		return;
 	u->st.evicted++;
 	if (udp_may_warn(u))
-		log_warnx("udp: %zu flows, the most allowed "
-		    "(intercept.udp-max-flows): the oldest makes way",
+		log_warnx("udp: %s (%zu flows): the oldest makes way", why,
 		    u->nflows);
 	udp_flow_end(f, "evicted for a new flow");
 }
@@ -307,25 +306,9 @@ udp_direct_socket(struct udp_flow *f, const struct sockaddr *dst)
 static int
 udp_direct_open(struct udp_flow *f, const struct sockaddr *dst)
 {
-	struct udp *u = f->udp;
-	char c[ADDR_STRLEN], o[ADDR_STRLEN], d[ADDR_STRLEN];
-
 	udp_addr_set(&f->upstream, dst);
 	f->fd = udp_direct_socket(f, dst);
-	/* Out of descriptors: an old flow gives its socket up. */
-	if (f->fd == -1 && fd_exhausted(errno) && u->nflows > 0) {
-		udp_evict_oldest(u);
-		f->fd = udp_direct_socket(f, dst);
-	}
-	if (f->fd != -1)
-		return 0;
-	if (udp_may_warn(u))
-		log_warn("flow %llu %s: udp %s -> %s: upstream %s",
-		    (unsigned long long)f->id, f->svc->name,
-		    addr_str(&f->client.sa, c, sizeof(c)),
-		    addr_str(&f->orig.sa, o, sizeof(o)),
-		    addr_str(dst, d, sizeof(d)));
-	return -1;
+	return f->fd == -1 ? -1 : 0;
 }
 
 static const struct service *
@@ -370,6 +353,60 @@ udp_flow_insert(struct udp_flow *f, size_t bucket)
 	u->st.flows++;
 }
 
+/*
+ * The flow's reply socket and its way forward. On failure nothing is held,
+ * errno says why and *what names what failed, or is NULL when the tunnel
+ * has logged it.
+ */
+static int
+udp_flow_open(struct udp_flow *f, const char **what)
+{
+	struct udp *u = f->udp;
+	int saved;
+
+	*what = "reply socket";
+	if ((f->reply = udp_reply_get(u, &f->orig)) == NULL)
+		return -1;
+	if (udp_forward_open(f) == 0)
+		return 0;
+	saved = errno;
+	/* A tunnel that got its socketpair logged why it could not open. */
+	*what = f->svc->fwd != FWD_TUNNEL ? "upstream socket" :
+	    f->fd == -1 ? "socketpair" : NULL;
+	udp_reply_put(u, f->reply);
+	f->reply = NULL;
+	if (f->fd != -1)
+		close(f->fd);
+	if (f->tfd != -1)
+		close(f->tfd);
+	f->fd = f->tfd = -1;
+	errno = saved;
+	return -1;
+}
+
+/* Out of descriptors: an old flow gives its sockets up, once. */
+static int
+udp_flow_open_retry(struct udp_flow *f)
+{
+	struct udp *u = f->udp;
+	char c[ADDR_STRLEN], o[ADDR_STRLEN];
+	const char *what;
+
+	if (udp_flow_open(f, &what) == 0)
+		return 0;
+	if (fd_exhausted(errno) && u->nflows > 0) {
+		udp_evict_oldest(u, "out of file descriptors");
+		if (udp_flow_open(f, &what) == 0)
+			return 0;
+	}
+	if (what != NULL && udp_may_warn(u))
+		log_warn("flow %llu %s: udp %s -> %s: %s",
+		    (unsigned long long)f->id, f->svc->name,
+		    addr_str(&f->client.sa, c, sizeof(c)),
+		    addr_str(&f->orig.sa, o, sizeof(o)), what);
+	return -1;
+}
+
 static void
 udp_flow_log_start(const struct udp_flow *f)
 {
@@ -402,7 +439,7 @@ udp_flow_new(struct udp *u, const union udp_addr *client,
 		return NULL;
 	}
 	if (u->nflows >= u->sl->conf->udp_max_flows)
-		udp_evict_oldest(u);
+		udp_evict_oldest(u, "intercept.udp-max-flows reached");
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		return NULL;
 	f->udp = u;
@@ -413,15 +450,7 @@ udp_flow_new(struct udp *u, const union udp_addr *client,
 	f->client = *client;
 	f->orig = *orig;
 	f->last = udp_now();
-	if ((f->reply = udp_reply_get(u, orig)) == NULL) {
-		if (udp_may_warn(u))
-			log_warn("flow %llu %s: udp %s -> %s: reply socket",
-			    (unsigned long long)f->id, svc->name,
-			    addr_str(&client->sa, c, sizeof(c)),
-			    addr_str(&orig->sa, o, sizeof(o)));
-		goto fail;
-	}
-	if (udp_forward_open(f) == -1)
+	if (udp_flow_open_retry(f) == -1)
 		goto fail;
 	event_assign(&f->ev, u->sl->base, f->fd, EV_READ | EV_PERSIST,
 	    udp_upstream_read, f);

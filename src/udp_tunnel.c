@@ -120,11 +120,10 @@ udp_tunnel_open(struct udp_flow *f)
 		udp_tunnel_log(f, 1, "tunnel", "no tunnel (identity missing)");
 		return -1;
 	}
+	/* Its failure is the caller's to log: it may retry. */
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-	    sp) == -1) {
-		udp_tunnel_log(f, 1, "socketpair", strerror(errno));
+	    sp) == -1)
 		return -1;
-	}
 	f->fd = sp[0];
 	f->tfd = sp[1];
 	if (setsockopt(f->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size,

@@ -5,17 +5,18 @@
 # flows over IPv4 and IPv6 each get their reply from the original address
 # (connected client sockets see nothing else); another port of the same
 # address is untouched; a 60 KiB datagram arrives whole both ways; idle
-# flows expire; the flow cap evicts the oldest; `dump` shows the flows; a
-# clean stop restores the v4 and v6 kernel state exactly.
+# flows expire; the flow cap, and running out of descriptors, end the
+# oldest flows; `dump` shows the flows; a clean stop restores the v4 and
+# v6 kernel state exactly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/lib.sh"
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/dns-lib.sh"
 
 require_netns
-require_cmd dig dnsmasq
+require_cmd dig dnsmasq prlimit
 TOOL="${TOP_BUILDDIR:-$(pwd)}/t/udp_tool"
 [ -x "$TOOL" ] || skip_all "needs t/udp_tool (make check builds it)"
 [ -e /proc/sys/net/ipv6 ] || skip_all "needs IPv6"
-plan 27
+plan 29
 
 ns_new c	# client, sluice and the configured upstream
 ns_new s	# the real servers at 10.9.0.5 and fd00:9::5
@@ -106,7 +107,20 @@ is "$(echo $out)" "20 ok 20 ok 20 ok 20 ok" "80 flows, 20 at a time, over a cap 
 dump=$(nsx c "$SLUICE" --state-dir "$SL_STATE" dump 2>&1)
 like "$dump" "udp flows \(50," "no more than 50 flows live"
 like "$dump" "evicted 30 " "the 30 oldest were evicted"
-like "$(cat "$SL_LOG")" "udp: 50 flows, the most allowed" "and that is logged"
+like "$(cat "$SL_LOG")" "udp: intercept.udp-max-flows reached \(50 flows\): the oldest makes way" \
+	"and that is logged"
+
+# Out of descriptors: the oldest flows give their sockets up to new ones.
+sleep 2.5
+nfd=$(ls "/proc/$SL_PID/fd" | wc -l)
+soft=$(prlimit --pid "$SL_PID" --nofile --noheadings --output SOFT)
+prlimit --pid "$SL_PID" --nofile=$((nfd + 6)):
+out=$(for i in 1 2 3 4 5 6 7 8; do nsx c "$TOOL" flows 4 10.9.0.5 7 10 REAL7- 2>&1; done)
+is "$(echo $out)" "4 ok 4 ok 4 ok 4 ok 4 ok 4 ok 4 ok 4 ok" \
+	"32 flows, 4 at a time, with 6 descriptors to spare"
+like "$(cat "$SL_LOG")" "udp: out of file descriptors \([0-9]+ flows\): the oldest makes way" \
+	"old flows make way when descriptors run out, and that is logged"
+prlimit --pid "$SL_PID" --nofile="$soft":
 
 sluice_stop TERM
 is "$SL_STATUS" 0 "SIGTERM stops sluice with status 0"
