@@ -551,7 +551,9 @@ profile_one() {
 	"stop_$c"
 }
 
-profile() {
+# profile_each FN FILES: perf and strace made ready, then FN CONTENDER for
+# each contender; FILES names what the profiles are, for the closing note.
+profile_each() {
 	local c
 	P_DIR=$BENCH_PROFILE
 	P_FREQ=${BENCH_PERF_FREQ:-4000}
@@ -560,12 +562,18 @@ profile() {
 	ensure_pkgs strace
 	perf record -q -o /dev/null -- true >/dev/null 2>&1 ||
 		{ note "perf record does not work here; no profile"; return; }
-	for c in $T_CONTENDERS; do
-		case $c in haproxy-nt1) continue ;; esac
-		profile_one "$c"
-	done
-	note "profiles in $P_DIR (*.comm.txt, *.syscalls.txt, *.flat.txt," \
-		"*.strace; perf report -i *.data for more)"
+	for c in $T_CONTENDERS; do "$1" "$c"; done
+	note "profiles in $P_DIR ($2; perf report -i *.data for more)"
+}
+
+# One thread of HAProxy is the same program: its profile adds nothing.
+profile_tcp_one() {
+	case $1 in haproxy-nt1) return ;; esac
+	profile_one "$1"
+}
+
+profile() {
+	profile_each profile_tcp_one "*.comm.txt, *.syscalls.txt, *.flat.txt, *.strace"
 }
 
 # ---- report ----

@@ -645,17 +645,7 @@ n_profile_one() {
 }
 
 n_profile() {
-	local c
-	P_DIR=$BENCH_PROFILE
-	P_FREQ=${BENCH_PERF_FREQ:-4000}
-	mkdir -p "$P_DIR" || die "cannot create $P_DIR"
-	command -v perf >/dev/null || ensure_pkgs linux-perf
-	ensure_pkgs strace
-	perf record -q -o /dev/null -- true >/dev/null 2>&1 ||
-		{ note "perf record does not work here; no profile"; return; }
-	for c in $T_CONTENDERS; do n_profile_one "$c"; done
-	note "profiles in $P_DIR (*.comm.txt, *.pid.txt, *.api.txt, *.syscalls.txt," \
-		"*.flat.txt, *.stat, *.strace; perf report -i *.data for more)"
+	profile_each n_profile_one "*.comm.txt, *.pid.txt, *.api.txt, *.syscalls.txt, *.flat.txt, *.stat, *.strace"
 }
 
 # ---- report ----

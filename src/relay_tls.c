@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <errno.h>
@@ -261,36 +262,60 @@ rt_dgram_soft(int err)
 }
 
 /*
- * Datagrams: one recv(2), one chunk, an empty datagram too. fd has no end
- * of its own: relay_tls_end() or the peer's end chunk ends the flow.
+ * One datagram from fd, appended to the buffer as a chunk (an empty
+ * datagram too): 1, or 0 when none waits (errno EAGAIN), or -1.
  */
 static int
-rt_up_recv(struct relay_tls *r, struct rt_dir *d)
+rt_up_recv_one(struct relay_tls *r, struct rt_dir *d)
 {
+	size_t room = RT_BUF - d->len - RT_HDR;
 	ssize_t n;
 
 	do {
-		n = recv(r->fd, d->buf + RT_HDR, RT_CHUNK_MAX, MSG_TRUNC);
+		n = recv(r->fd, d->buf + d->len + RT_HDR, room, MSG_TRUNC);
 	} while (n == -1 && errno == EINTR);
-	if (n > RT_DGRAM_MAX) {
+	if (n > RT_DGRAM_MAX || (n >= 0 && (size_t)n > room)) {
 		/* UDP cannot carry one; AF_UNIX could. Never a bad length. */
 		r->dropped++;
 		return 1;
 	}
 	if (n >= 0) {
-		rt_hdr_put(d->buf, n + 1);
-		d->len = RT_HDR + n;
+		rt_hdr_put(d->buf + d->len, n + 1);
+		d->len += RT_HDR + n;
 		d->bytes += n;
 		d->dgrams++;
 		return 1;
 	}
 	if (errno == EAGAIN)
-		return rt_up_again(d);
+		return 0;
 	if (rt_dgram_soft(errno)) {
 		r->dropped++;
 		return 1;
 	}
 	return rt_fail(r, errno, 0, "");
+}
+
+/*
+ * Datagrams: each one chunk. fd has no end of its own: relay_tls_end()
+ * or the peer's end chunk ends the flow. The datagrams already waiting
+ * go out together, as long as the next fits (FIONREAD gives its size),
+ * so that a burst costs a few TLS records and writes, not one each.
+ */
+static int
+rt_up_recv(struct relay_tls *r, struct rt_dir *d)
+{
+	int rc, next;
+
+	if ((rc = rt_up_recv_one(r, d)) != 1)
+		return rc == 0 ? rt_up_again(d) : rc;
+	while (d->len + RT_HDR < RT_BUF) {
+		if (ioctl(r->fd, FIONREAD, &next) == -1 || next < 0 ||
+		    d->len + RT_HDR + (size_t)next > RT_BUF)
+			break;
+		if ((rc = rt_up_recv_one(r, d)) != 1)
+			return rc == -1 ? -1 : 1;
+	}
+	return 1;
 }
 
 /* fd -> TLS. Returns 1 after progress, 0 when blocked or done, -1. */
