@@ -95,11 +95,12 @@ bg_host() {
 	BENCH_PIDS="$BENCH_PIDS $LAST_PID"
 }
 
-# n_wait_port nsx|hsx ADDR PORT: wait_port in either namespace.
+# n_wait_port nsx|hsx ADDR PORT [t|u]: wait_port in either namespace, for
+# a TCP listener (t, the default) or a bound UDP socket (u); 5 s at most.
 n_wait_port() {
 	local i
 	for i in $(seq 100); do
-		"$1" ss -Hltn "sport = :$3" 2>/dev/null | grep -qF " $2:$3 " &&
+		"$1" ss -Hl"${4:-t}"n "sport = :$3" 2>/dev/null | grep -qF " $2:$3 " &&
 			return 0
 		sleep 0.05
 	done

@@ -94,17 +94,6 @@ U_SERIES=()
 
 # ---- helpers ----
 
-# u_wait_udp nsx|hsx ADDR PORT: until a UDP socket is bound there (5 s).
-u_wait_udp() {
-	local i
-	for i in $(seq 100); do
-		"$1" ss -Hlun "sport = :$3" 2>/dev/null | grep -qF " $2:$3 " &&
-			return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # u_proxy_ns: CPU time of every thread of the proxy's processes (both
 # ends of a tunnel), in ns, from schedstat: clock ticks are too coarse
 # for a few seconds of light load.
@@ -379,14 +368,14 @@ start_ss() {
 		-l "$N_SS_REDIR" -k "$key" -m "$N_SS_METHOD" -U --mtu "$N_MTU")
 	bg_host "${scmd[@]}" >>"$N_SS_SLOG" 2>&1
 	N_SS_SPID=$LAST_PID
-	u_wait_udp hsx "$T_REMOTE" "$N_SS_SERVER" || {
+	n_wait_port hsx "$T_REMOTE" "$N_SS_SERVER" u || {
 		cat "$N_SS_SLOG" >&2
 		die "ss-server did not start"
 	}
 	u_rules_add "$N_SS_REDIR"
 	bg_ns "${rcmd[@]}" >>"$N_SS_RLOG" 2>&1
 	N_SS_RPID=$LAST_PID
-	u_wait_udp nsx 127.0.0.1 "$N_SS_REDIR" || {
+	n_wait_port nsx 127.0.0.1 "$N_SS_REDIR" u || {
 		cat "$N_SS_RLOG" >&2
 		die "ss-redir did not start"
 	}
