@@ -157,7 +157,6 @@ udp_batch_send(struct udp *u, int fd, size_t first, size_t n,
 	return total;
 }
 
-
 /* Datagrams from one client to one destination, first..first+n. */
 static void
 udp_from_client(struct udp *u, size_t first, size_t n,
