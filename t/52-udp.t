@@ -3,7 +3,8 @@
 # Intercepted UDP, forwarded directly: dig to an intercepted DNS server
 # gets the configured upstream's answer (and over TCP the real one); 40
 # flows over IPv4 and IPv6 each get their reply from the original address
-# (connected client sockets see nothing else); another port of the same
+# (connected client sockets see nothing else); a service named by a host
+# name gets its pool address intercepted for UDP; another port of the same
 # address is untouched; a 60 KiB datagram arrives whole both ways; idle
 # flows expire; the flow cap, and running out of descriptors, end the
 # oldest flows; `dump` shows the flows; a clean stop restores the v4 and
@@ -16,7 +17,7 @@ require_cmd dig dnsmasq prlimit
 TOOL="${TOP_BUILDDIR:-$(pwd)}/t/udp_tool"
 [ -x "$TOOL" ] || skip_all "needs t/udp_tool (make check builds it)"
 [ -e /proc/sys/net/ipv6 ] || skip_all "needs IPv6"
-plan 29
+plan 31
 
 ns_new c	# client, sluice and the configured upstream
 ns_new s	# the real servers at 10.9.0.5 and fd00:9::5
@@ -49,6 +50,13 @@ services:
   - name: up
     intercept: { protocols: [udp], addresses: [10.9.0.6], ports: [7] }
     forward: { direct: 127.0.0.1:7007 }
+  - name: named
+    intercept: { protocols: [udp], addresses: [echo.svc.test], ports: [7] }
+    forward: { direct: 127.0.0.1:7007 }
+dns:
+  listen: 127.0.0.2:53
+  resolver: none
+  self-test: false
 EOF2
 ip -n "$NS_s" addr add 10.9.0.6/24 dev vsc
 
@@ -73,12 +81,16 @@ out=$(nsx c "$TOOL" flows 20 10.9.0.5 7 100 REAL7- 2>&1)
 is "$out" "20 ok" "20 IPv4 flows: each reply comes from the original address"
 out=$(nsx c "$TOOL" flows 20 fd00:9::5 7 100 REAL7- 2>&1)
 is "$out" "20 ok" "20 IPv6 flows: each reply comes from the original address"
-out=$(nsx c "$TOOL" flows 5 10.9.0.6 7 100 UP- 2>&1)
-is "$out" "5 ok" "a fixed upstream answers for the original address"
+out=$(nsx c "$TOOL" flows 2 10.9.0.6 7 100 UP- 2>&1)
+is "$out" "2 ok" "a fixed upstream answers for the original address"
+pool=$(nsx c dig +short +time=2 +tries=1 @127.0.0.2 echo.svc.test 2>&1)
+like "$pool" "^169\.254\.[0-9]+\.[0-9]+$" "the nameserver hands out a pool address for a udp service's name"
+out=$(nsx c "$TOOL" flows 3 "$pool" 7 100 UP- 2>&1)
+is "$out" "3 ok" "udp flows to that address are intercepted, replies from it"
 
 dump=$(nsx c "$SLUICE" --state-dir "$SL_STATE" dump 2>&1)
 like "$dump" "udp 127\.0\.0\.1:[0-9]+ \(transparent\)" "dump lists the udp listener"
-like "$dump" "udp flows \(4[0-9]," "dump shows the live udp flows"
+like "$dump" "udp flows \((4[0-9]|5[0-9])," "dump shows the live udp flows"
 like "$dump" "flow [0-9]+ echo: udp \[fd00:9::1\]:[0-9]+ -> \[fd00:9::5\]:7 via \[fd00:9::5\]:7, open, datagrams up 1 down 1" \
 	"a v6 flow with its datagram counts"
 
