@@ -82,7 +82,7 @@ N_STS_WEB=7480			# stunnel server's
 N_STS_IPERF=7481
 
 N_HOLDER=""			# the sleep holding the host side's namespace
-declare -gA N_CMDS N_TLS N_STATS
+declare -gA N_CMDS=() N_TLS=() N_STATS=()
 
 # ---- the host side's namespace ----
 
@@ -331,22 +331,23 @@ stop_sluice() {
 		sed 's/^/sluice host: /' >&2
 }
 
-# n_rules_add PORT: the rules sluice installs (README "What sluice
-# installs in the kernel"), aimed at a transparent listener on
-# 127.0.0.1:PORT, for both services; n_rules_del removes them.
+# n_rules_add PORT [PROTO PORTS]: the rules sluice installs (README "What
+# sluice installs in the kernel"), aimed at a transparent listener on
+# 127.0.0.1:PORT, for PROTO (default tcp) to the server's PORTS (default
+# both services'); n_rules_del removes them.
 # shellcheck disable=SC2015 # die exits
 n_rules_add() {
-	local p
+	local p proto=${2:-tcp} ports=${3:-"$N_WEB_PORT $N_IPERF_PORT"}
 	ipt -N BENCH-TPROXY && ipt -N BENCH-TPROXY-OUT &&
 	ipt -A PREROUTING -j BENCH-TPROXY &&
 	ipt -A OUTPUT -j BENCH-TPROXY-OUT &&
 	ipt -A BENCH-TPROXY-OUT -m mark --mark "$T_BYPASS/$T_BYPASS" \
 		-j RETURN || die "cannot install the interception rules"
-	for p in "$N_WEB_PORT" "$N_IPERF_PORT"; do
-		ipt -A BENCH-TPROXY -d "$T_REMOTE/32" -p tcp --dport "$p" \
+	for p in $ports; do
+		ipt -A BENCH-TPROXY -d "$T_REMOTE/32" -p "$proto" --dport "$p" \
 			-j TPROXY --on-port "$1" --on-ip 127.0.0.1 \
 			--tproxy-mark "$T_MARK/$T_MARK" &&
-		ipt -A BENCH-TPROXY-OUT -d "$T_REMOTE/32" -p tcp --dport "$p" \
+		ipt -A BENCH-TPROXY-OUT -d "$T_REMOTE/32" -p "$proto" --dport "$p" \
 			-j MARK --set-xmark "$T_MARK/$T_MARK" ||
 			die "cannot install the interception rules"
 	done

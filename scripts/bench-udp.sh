@@ -89,7 +89,7 @@ U_DNS_ZONE=udp.bench.test
 U_DNS_ANSWER=10.9.1.1		# dnsmasq's answer to every name of the zone
 U_PORTS="$U_IPERF_PORT $U_DNS_PORT"	# intercepted, UDP only
 
-declare -gA U_FAILED U_CHECKED
+declare -gA U_FAILED=() U_CHECKED=()
 U_SERIES=()
 
 # ---- helpers ----
@@ -328,33 +328,6 @@ $(printf '%s\n' "$h" | sed 's/^/        host:   /')"
 stop_sluice() { u_sluice_stop sluice; }
 stop_sluice-tunnel() { u_sluice_stop sluice-tunnel; }
 
-# u_rules_add PORT: the rules sluice installs for a UDP service (README
-# "What sluice installs in the kernel", with -p udp), for both services,
-# aimed at a transparent UDP socket on 127.0.0.1:PORT. This is also what
-# shadowsocks-libev documents for ss-redir's UDP relay. Removed by
-# n_rules_del (the chains are the tunnel suite's).
-# shellcheck disable=SC2015 # die exits
-u_rules_add() {
-	local p
-	ipt -N BENCH-TPROXY && ipt -N BENCH-TPROXY-OUT &&
-	ipt -A PREROUTING -j BENCH-TPROXY &&
-	ipt -A OUTPUT -j BENCH-TPROXY-OUT &&
-	ipt -A BENCH-TPROXY-OUT -m mark --mark "$T_BYPASS/$T_BYPASS" \
-		-j RETURN || die "cannot install the interception rules"
-	for p in $U_PORTS; do
-		ipt -A BENCH-TPROXY -d "$T_REMOTE/32" -p udp --dport "$p" \
-			-j TPROXY --on-port "$1" --on-ip 127.0.0.1 \
-			--tproxy-mark "$T_MARK/$T_MARK" &&
-		ipt -A BENCH-TPROXY-OUT -d "$T_REMOTE/32" -p udp --dport "$p" \
-			-j MARK --set-xmark "$T_MARK/$T_MARK" ||
-			die "cannot install the interception rules"
-	done
-	nsx ip rule add fwmark "$T_MARK/$T_MARK" lookup "$T_TABLE" \
-		priority "$T_PRIO" &&
-	nsx ip route add local default dev lo table "$T_TABLE" ||
-		die "cannot install the interception rules"
-}
-
 start_ss() {
 	local scmd rcmd key
 	key=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
@@ -372,7 +345,8 @@ start_ss() {
 		cat "$N_SS_SLOG" >&2
 		die "ss-server did not start"
 	}
-	u_rules_add "$N_SS_REDIR"
+	# What shadowsocks-libev documents for ss-redir's UDP relay, too.
+	n_rules_add "$N_SS_REDIR" udp "$U_PORTS"
 	bg_ns "${rcmd[@]}" >>"$N_SS_RLOG" 2>&1
 	N_SS_RPID=$LAST_PID
 	n_wait_port nsx 127.0.0.1 "$N_SS_REDIR" u || {
