@@ -3,12 +3,13 @@
 # Intercepted UDP, forwarded directly: dig to an intercepted DNS server
 # gets the configured upstream's answer (and over TCP the real one); 40
 # flows over IPv4 and IPv6 each get their reply from the original address
-# (connected client sockets see nothing else); a service named by a host
-# name gets its pool address intercepted for UDP; another port of the same
-# address is untouched; a 60 KiB datagram arrives whole both ways; idle
-# flows expire; the flow cap, and running out of descriptors, end the
-# oldest flows; `dump` shows the flows; a clean stop restores the v4 and
-# v6 kernel state exactly.
+# (connected client sockets see nothing else), and so do a LAN client's
+# through the gateway; a service named by a host name gets its pool
+# address intercepted for UDP; another port of the same address is
+# untouched; a 60 KiB datagram arrives whole both ways; idle flows
+# expire; the flow cap, and running out of descriptors, end the oldest
+# flows; `dump` shows the flows; a clean stop restores the v4 and v6
+# kernel state exactly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/lib.sh"
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/dns-lib.sh"
 
@@ -17,13 +18,20 @@ require_cmd dig dnsmasq prlimit
 TOOL="${TOP_BUILDDIR:-$(pwd)}/t/udp_tool"
 [ -x "$TOOL" ] || skip_all "needs t/udp_tool (make check builds it)"
 [ -e /proc/sys/net/ipv6 ] || skip_all "needs IPv6"
-plan 31
+plan 34
 
 ns_new c	# client, sluice and the configured upstream
 ns_new s	# the real servers at 10.9.0.5 and fd00:9::5
 ns_link c 10.9.0.1/24 s 10.9.0.5/24
 ip -n "$NS_c" -6 addr add fd00:9::1/64 dev vcs nodad
 ip -n "$NS_s" -6 addr add fd00:9::5/64 dev vsc nodad
+ns_new g	# a LAN client routed through c, the gateway
+ns_link g 10.8.0.2/24 c 10.8.0.1/24
+ip -n "$NS_g" -6 addr add fd00:8::2/64 dev vgc nodad
+ip -n "$NS_c" -6 addr add fd00:8::1/64 dev vcg nodad
+nsx g ip route add default via 10.8.0.1
+nsx g ip -6 route add default via fd00:8::1
+nsx c sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 
 dns_upstream s 10.9.0.5 --address=/svc.test/10.1.1.1
 ok $? "the real DNS server answers on 10.9.0.5"
@@ -133,6 +141,15 @@ is "$(echo $out)" "4 ok 4 ok 4 ok 4 ok 4 ok 4 ok 4 ok 4 ok" \
 like "$(cat "$SL_LOG")" "udp: out of file descriptors \([0-9]+ flows\): the oldest makes way" \
 	"old flows make way when descriptors run out, and that is logged"
 prlimit --pid "$SL_PID" --nofile="$soft":
+
+# A gateway: a LAN client's datagrams are intercepted on their way
+# through, and the replies reach it from the original address.
+out=$(nsx g "$TOOL" flows 5 10.9.0.5 7 100 REAL7- 2>&1)
+is "$out" "5 ok" "a LAN client's IPv4 flows through the gateway are intercepted"
+out=$(nsx g "$TOOL" flows 5 fd00:9::5 7 100 REAL7- 2>&1)
+is "$out" "5 ok" "and its IPv6 flows"
+like "$(nsx c "$SLUICE" --state-dir "$SL_STATE" dump)" "flow [0-9]+ echo: udp \[fd00:8::2\]:[0-9]+ -> \[fd00:9::5\]:7" \
+	"the dump shows the LAN client's flow"
 
 sluice_stop TERM
 is "$SL_STATUS" 0 "SIGTERM stops sluice with status 0"
