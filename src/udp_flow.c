@@ -228,7 +228,8 @@ udp_flow_touch(struct udp_flow *f, time_t now)
 	struct udp *u = f->udp;
 
 	f->last = now;
-	if (TAILQ_NEXT(f, lru) != NULL) {
+	/* An ending flow is on the ending list, which keeps no order. */
+	if (!f->ending && TAILQ_NEXT(f, lru) != NULL) {
 		TAILQ_REMOVE(&u->flows, f, lru);
 		TAILQ_INSERT_TAIL(&u->flows, f, lru);
 	}
