@@ -551,6 +551,21 @@ profile_one() {
 	"stop_$c"
 }
 
+# every_run WIDTH WIDTH METRIC...: each contender's figure of every round
+# for each METRIC, in columns of those widths.
+every_run() {
+	local mw=$1 cw=$2 m c p
+	shift 2
+	for m in "$@"; do
+		for c in $T_CONTENDERS; do
+			p=${RES["$m|$c"]:-}
+			# shellcheck disable=SC2086 # a list of numbers
+			[ -n "$p" ] && printf "    %-${mw}s %-${cw}s %s\n" "$m" "$c" \
+				"$(printf '%s\n' $p | awk '{ printf "%.6g ", $1 }')"
+		done
+	done
+}
+
 # profile_each FN FILES: perf and strace made ready, then FN CONTENDER for
 # each contender; FILES names what the profiles are, for the closing note.
 profile_each() {
@@ -661,16 +676,9 @@ report() {
 	echo
 	echo "Every run (in round order):"
 	echo
-	for m in thr rate lat_mean lat_p50 lat_p99 rss all_gb all_conn \
+	every_run 9 12 thr rate lat_mean lat_p50 lat_p99 rss all_gb all_conn \
 	    cpu_gb cpu_conn \
-	    busy_thr busy_rate others_thr others_rate others_lat errors; do
-		for c in $T_CONTENDERS; do
-			p=${RES["$m|$c"]:-}
-			# shellcheck disable=SC2086 # a list of numbers
-			[ -n "$p" ] && printf '    %-9s %-12s %s\n' "$m" "$c" \
-				"$(printf '%s\n' $p | awk '{ printf "%.6g ", $1 }')"
-		done
-	done
+	    busy_thr busy_rate others_thr others_rate others_lat errors
 }
 
 # environment_head SUITE: the report's title, the machine and sluice.

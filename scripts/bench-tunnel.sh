@@ -107,6 +107,44 @@ n_wait_port() {
 	return 1
 }
 
+# n_started nsx|hsx ADDR PORT LOG WHAT [t|u]: once WHAT's port is bound;
+# if it never is, its log and the end of the run.
+n_started() {
+	n_wait_port "$1" "$2" "$3" "${6:-t}" && return 0
+	cat "$4" >&2
+	die "$5 did not start"
+}
+
+# n_ss_up t|u PORTS SERVER-OPTS... -- REDIR-OPTS...: ss-server on the host
+# side, then ss-redir on the client side behind the TPROXY rules for TCP
+# (t) or UDP (u) to PORTS; their commands, key hidden, in N_SS_CMDS.
+n_ss_up() {
+	local kind=$1 ports=$2 proto=tcp key scmd rcmd
+	shift 2
+	[ "$kind" = u ] && proto=udp
+	key=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+	N_SS_SLOG="$BENCH_TMP/ss-server.log"
+	N_SS_RLOG="$BENCH_TMP/ss-redir.log"
+	: > "$N_SS_SLOG"
+	: > "$N_SS_RLOG"
+	scmd=(ss-server -s "$T_REMOTE" -p "$N_SS_SERVER" -k "$key" \
+		-m "$N_SS_METHOD")
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do scmd+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	rcmd=(ss-redir -s "$T_REMOTE" -p "$N_SS_SERVER" -b 127.0.0.1 \
+		-l "$N_SS_REDIR" -k "$key" -m "$N_SS_METHOD" "$@")
+	bg_host "${scmd[@]}" >>"$N_SS_SLOG" 2>&1
+	N_SS_SPID=$LAST_PID
+	n_started hsx "$T_REMOTE" "$N_SS_SERVER" "$N_SS_SLOG" ss-server "$kind"
+	n_rules_add "$N_SS_REDIR" "$proto" "$ports"
+	bg_ns "${rcmd[@]}" >>"$N_SS_RLOG" 2>&1
+	N_SS_RPID=$LAST_PID
+	n_started nsx 127.0.0.1 "$N_SS_REDIR" "$N_SS_RLOG" ss-redir "$kind"
+	PROXY_PIDS="$N_SS_RPID $N_SS_SPID" PROXY_PID=$N_SS_RPID
+	N_SS_CMDS="        host side:   ${scmd[*]/$key/KEY}
+        client side: ${rcmd[*]/$key/KEY}"
+}
+
 n_network() {
 	local i mine
 	mine=$(readlink /proc/self/ns/net)
@@ -373,36 +411,11 @@ n_tproxy_packets() {
 }
 
 start_ss() {
-	local scmd rcmd key
-	key=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-	N_SS_SLOG="$BENCH_TMP/ss-server.log"
-	N_SS_RLOG="$BENCH_TMP/ss-redir.log"
-	: > "$N_SS_SLOG"
-	: > "$N_SS_RLOG"
-	scmd=(ss-server -s "$T_REMOTE" -p "$N_SS_SERVER" -k "$key" \
-		-m "$N_SS_METHOD" --no-delay)
-	rcmd=(ss-redir -s "$T_REMOTE" -p "$N_SS_SERVER" -b 127.0.0.1 \
-		-l "$N_SS_REDIR" -k "$key" -m "$N_SS_METHOD" -T --no-delay)
-	bg_host "${scmd[@]}" >>"$N_SS_SLOG" 2>&1
-	N_SS_SPID=$LAST_PID
-	n_wait_port hsx "$T_REMOTE" "$N_SS_SERVER" || {
-		cat "$N_SS_SLOG" >&2
-		die "ss-server did not start"
-	}
-	n_rules_add "$N_SS_REDIR"
-	bg_ns "${rcmd[@]}" >>"$N_SS_RLOG" 2>&1
-	N_SS_RPID=$LAST_PID
-	n_wait_port nsx 127.0.0.1 "$N_SS_REDIR" || {
-		cat "$N_SS_RLOG" >&2
-		die "ss-redir did not start"
-	}
-	PROXY_PIDS="$N_SS_RPID $N_SS_SPID" PROXY_PID=$N_SS_RPID
+	n_ss_up t "$N_WEB_PORT $N_IPERF_PORT" --no-delay -- -T --no-delay
 	HTTP_URL="http://$T_REMOTE/"
 	IPERF_HOST=$T_REMOTE
 	IPERF_PORT=$N_IPERF_PORT
-	N_CMDS[ss]="        host side:   $(printf '%s\n' "${scmd[*]}" |
-		sed "s/$key/KEY/")
-        client side: $(printf '%s\n' "${rcmd[*]}" | sed "s/$key/KEY/")
+	N_CMDS[ss]="$N_SS_CMDS
         rules: TPROXY $T_REMOTE:$N_WEB_PORT,$N_IPERF_PORT -> 127.0.0.1:$N_SS_REDIR (as sluice's)"
 }
 
@@ -452,16 +465,10 @@ start_stunnel() {
 	: > "$N_ST_CLOG"
 	bg_host stunnel4 "$sc" >>"$N_ST_SLOG" 2>&1
 	N_ST_SPID=$LAST_PID
-	n_wait_port hsx "$T_REMOTE" "$N_STS_WEB" || {
-		cat "$N_ST_SLOG" >&2
-		die "stunnel (server) did not start"
-	}
+	n_started hsx "$T_REMOTE" "$N_STS_WEB" "$N_ST_SLOG" "stunnel (server)"
 	bg_ns stunnel4 "$cc" >>"$N_ST_CLOG" 2>&1
 	N_ST_CPID=$LAST_PID
-	n_wait_port nsx 127.0.0.1 "$N_ST_WEB" || {
-		cat "$N_ST_CLOG" >&2
-		die "stunnel (client) did not start"
-	}
+	n_started nsx 127.0.0.1 "$N_ST_WEB" "$N_ST_CLOG" "stunnel (client)"
 	PROXY_PIDS="$N_ST_CPID $N_ST_SPID" PROXY_PID=$N_ST_CPID
 	HTTP_URL="http://127.0.0.1:$N_ST_WEB/"
 	IPERF_HOST=127.0.0.1
@@ -783,16 +790,9 @@ n_report() {
 	echo
 	echo "Every run (in round order):"
 	echo
-	for m in thr rate lat_mean lat_p50 lat_p99 rss all_gb all_conn \
+	every_run 9 12 thr rate lat_mean lat_p50 lat_p99 rss all_gb all_conn \
 	    cpu_gb cpu_conn \
-	    busy_thr busy_rate others_thr others_rate others_lat errors; do
-		for c in $T_CONTENDERS; do
-			p=${RES["$m|$c"]:-}
-			# shellcheck disable=SC2086 # a list of numbers
-			[ -n "$p" ] && printf '    %-9s %-12s %s\n' "$m" "$c" \
-				"$(printf '%s\n' $p | awk '{ printf "%.6g ", $1 }')"
-		done
-	done
+	    busy_thr busy_rate others_thr others_rate others_lat errors
 	echo
 	echo "Commands (client side: namespace $BENCH_NS; host side: a namespace" \
 		"of its own; \$TMP: the temporary directory):"

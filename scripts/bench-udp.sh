@@ -329,34 +329,10 @@ stop_sluice() { u_sluice_stop sluice; }
 stop_sluice-tunnel() { u_sluice_stop sluice-tunnel; }
 
 start_ss() {
-	local scmd rcmd key
-	key=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-	N_SS_SLOG="$BENCH_TMP/ss-server.log"
-	N_SS_RLOG="$BENCH_TMP/ss-redir.log"
-	: > "$N_SS_SLOG"
-	: > "$N_SS_RLOG"
-	scmd=(ss-server -s "$T_REMOTE" -p "$N_SS_SERVER" -k "$key" \
-		-m "$N_SS_METHOD" -U --mtu "$N_MTU")
-	rcmd=(ss-redir -s "$T_REMOTE" -p "$N_SS_SERVER" -b 127.0.0.1 \
-		-l "$N_SS_REDIR" -k "$key" -m "$N_SS_METHOD" -U --mtu "$N_MTU")
-	bg_host "${scmd[@]}" >>"$N_SS_SLOG" 2>&1
-	N_SS_SPID=$LAST_PID
-	n_wait_port hsx "$T_REMOTE" "$N_SS_SERVER" u || {
-		cat "$N_SS_SLOG" >&2
-		die "ss-server did not start"
-	}
-	# What shadowsocks-libev documents for ss-redir's UDP relay, too.
-	n_rules_add "$N_SS_REDIR" udp "$U_PORTS"
-	bg_ns "${rcmd[@]}" >>"$N_SS_RLOG" 2>&1
-	N_SS_RPID=$LAST_PID
-	n_wait_port nsx 127.0.0.1 "$N_SS_REDIR" u || {
-		cat "$N_SS_RLOG" >&2
-		die "ss-redir did not start"
-	}
-	PROXY_PIDS="$N_SS_RPID $N_SS_SPID" PROXY_PID=$N_SS_RPID
-	N_CMDS[ss]="        host side:   $(printf '%s\n' "${scmd[*]}" |
-		sed "s/$key/KEY/")
-        client side: $(printf '%s\n' "${rcmd[*]}" | sed "s/$key/KEY/")
+	# Its UDP relay behind the rules shadowsocks-libev documents for it,
+	# which are sluice's with -p udp.
+	n_ss_up u "$U_PORTS" -U --mtu "$N_MTU" -- -U --mtu "$N_MTU"
+	N_CMDS[ss]="$N_SS_CMDS
         rules: udp $T_REMOTE:${U_PORTS// /,} -> TPROXY 127.0.0.1:$N_SS_REDIR (as sluice's, -p udp)"
 }
 
@@ -853,14 +829,8 @@ u_report() {
 	echo
 	echo "Every run (in round order; Mbit/s, %, µs):"
 	echo
-	for m in $(printf '%s\n' "${!RES[@]}" | sed 's/|.*//' | sort -u); do
-		for c in $T_CONTENDERS; do
-			p=${RES["$m|$c"]:-}
-			# shellcheck disable=SC2086 # a list of numbers
-			[ -n "$p" ] && printf '    %-22s %-14s %s\n' "$m" "$c" \
-				"$(printf '%s\n' $p | awk '{ printf "%.6g ", $1 }')"
-		done
-	done
+	# shellcheck disable=SC2046 # metric names have no blanks
+	every_run 22 14 $(printf '%s\n' "${!RES[@]}" | sed 's/|.*//' | sort -u)
 	echo
 	echo "Commands (client side: namespace $BENCH_NS; host side: a namespace" \
 		"of its own; \$TMP: the temporary directory):"
