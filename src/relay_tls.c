@@ -8,6 +8,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,17 +26,24 @@
 /*
  * Per direction, bytes in flight sit in one buffer, allocated only while
  * there are some: an idle flow holds none (OpenSSL's own buffers go too,
- * SSL_MODE_RELEASE_BUFFERS). 64 KiB is four full TLS records per write.
+ * SSL_MODE_RELEASE_BUFFERS). Larger buffers mean fewer, larger writes
+ * and fewer wakeups of the far end: 256 KiB is sixteen full TLS records
+ * per write.
  */
-#define RT_BUF		(64 * 1024)
+#define RT_BUF		(256 * 1024)
 /*
  * On the TLS side a flow is a series of chunks, each a 4-byte big-endian
  * length and that many bytes; an empty chunk ends the direction. A flow
  * that ends this way in both directions leaves the connection in step
- * for the next flow (tunnel.c and host.c reuse it).
+ * for the next flow (tunnel.c and host.c reuse it). The longest chunk is
+ * part of the protocol, not of our buffer's size.
  */
 #define RT_HDR		4
-#define RT_CHUNK_MAX	(RT_BUF - RT_HDR)
+#define RT_CHUNK_MAX	(64 * 1024 - RT_HDR)
+/* Bytes of the flow read before the relay began, at most. */
+#define RT_PRE_MAX	(64 * 1024)
+/* A TLS record's payload, at most: more than this takes several. */
+#define RT_RECORD	(16 * 1024)
 /*
  * Datagram mode: a chunk is one datagram and its length is the datagram's
  * plus one, so that an empty datagram is not the end; the empty chunk
@@ -53,6 +62,11 @@ struct rt_dir {
 	uint64_t	 bytes;		/* passed on */
 	int		 eof;		/* source ended */
 	int		 shut;		/* end passed on */
+	/*
+	 * What the direction waits on, kept until the poller says so: a
+	 * call that just found its socket empty (or full) is not made
+	 * again for nothing.
+	 */
 	int		 want;		/* SSL_ERROR_WANT_* of its TLS call */
 	int		 fd_wait;	/* its plain-socket call saw EAGAIN */
 	int		 fin;		/* up: the empty chunk is queued */
@@ -67,6 +81,7 @@ struct rt_dir {
 struct relay_tls {
 	int		 fd, tfd;
 	int		 dgram;		/* fd is a datagram socket */
+	int		 fd_closed;	/* the poller saw fd's FIN */
 	SSL		*ssl;
 	struct rt_dir	 up;		/* fd -> ssl */
 	struct rt_dir	 down;		/* ssl -> fd */
@@ -126,7 +141,7 @@ rt_tls_fail(struct relay_tls *r, int e)
  * to the heap each time made glibc trim and grow it thousands of times
  * a second. The event loop is single-threaded.
  */
-#define RT_FREE_MAX	32
+#define RT_FREE_MAX	8
 static uint8_t	*rt_free_list[RT_FREE_MAX];
 static size_t	 rt_nfree;
 
@@ -189,10 +204,25 @@ rt_hdr_put(uint8_t *p, uint32_t len)
 static int
 rt_up_send(struct relay_tls *r, struct rt_dir *d)
 {
-	int rc;
+	int rc, on = 1, off = 0, cork = d->len - d->off > RT_RECORD;
 
+	/*
+	 * SSL_write() writes each record on its own: corked, they leave
+	 * in full-sized segments, and the far end wakes once, not per
+	 * record.
+	 */
+	if (cork)
+		(void)setsockopt(r->tfd, IPPROTO_TCP, TCP_CORK, &on,
+		    sizeof(on));
+	rc = SSL_write(r->ssl, d->buf + d->off, d->len - d->off);
+	if (cork)
+		(void)setsockopt(r->tfd, IPPROTO_TCP, TCP_CORK, &off,
+		    sizeof(off));
 	/* The payload was counted when read: headers are not. */
-	if ((rc = SSL_write(r->ssl, d->buf + d->off, d->len - d->off)) > 0) {
+	if (rc > 0) {
+		d->want = 0;
+		if (r->down.want == SSL_ERROR_WANT_WRITE)
+			r->down.want = 0;
 		rt_moved(r, d, rc, 0);
 		if (d->len == 0 && d->fin)
 			d->shut = 1;
@@ -216,28 +246,53 @@ rt_up_again(struct rt_dir *d)
 	return 0;
 }
 
-/* A stream: what one read(2) gives is a chunk, EOF the end. */
+/*
+ * A stream: what each read(2) gives is a chunk, as many as the buffer
+ * holds, and EOF the end. A short read most likely emptied fd: the
+ * poller says when there is more, rather than an EAGAIN read. But when
+ * the poller saw fd's FIN, reading on finds the EOF, and the end chunk
+ * leaves with the last bytes, in one record.
+ */
 static int
 rt_up_read(struct relay_tls *r, struct rt_dir *d)
 {
+	size_t want;
 	ssize_t n;
 
-	do {
-		n = read(r->fd, d->buf + RT_HDR, RT_CHUNK_MAX);
-	} while (n == -1 && errno == EINTR);
-	if (n > 0) {
-		rt_hdr_put(d->buf, n);
-		d->len = RT_HDR + n;
+	/* Room is kept for the end chunk after the last one. */
+	while (RT_BUF - d->len > 3 * RT_HDR) {
+		want = RT_BUF - d->len - 2 * RT_HDR;
+		if (want > RT_CHUNK_MAX)
+			want = RT_CHUNK_MAX;
+		do {
+			n = read(r->fd, d->buf + d->len + RT_HDR, want);
+		} while (n == -1 && errno == EINTR);
+		if (n == 0) {
+			d->eof = 1;
+			break;
+		}
+		if (n == -1 && errno != EAGAIN)
+			return rt_fail(r, errno, 0, "");
+		if (n == -1 && d->len == 0)
+			return rt_up_again(d);
+		if (n == -1) {
+			d->fd_wait = 1;
+			break;
+		}
+		rt_hdr_put(d->buf + d->len, n);
+		d->len += RT_HDR + n;
 		d->bytes += n;
-		return 1;
+		if ((size_t)n < want && !r->fd_closed) {
+			d->fd_wait = !d->drain;
+			break;
+		}
 	}
-	if (n == 0) {
-		d->eof = 1;
-		return 1;
+	if (d->eof && d->len > 0) {
+		memset(d->buf + d->len, 0, RT_HDR);
+		d->len += RT_HDR;
+		d->fin = 1;
 	}
-	if (errno == EAGAIN)
-		return rt_up_again(d);
-	return rt_fail(r, errno, 0, "");
+	return 1;
 }
 
 /*
@@ -324,11 +379,13 @@ rt_up(struct relay_tls *r)
 {
 	struct rt_dir *d = &r->up;
 
-	d->want = d->fd_wait = 0;
 	if (d->shut)
 		return 0;
 	if (d->len > d->off)
-		return rt_up_send(r, d);
+		return d->want ? 0 : rt_up_send(r, d);
+	if (d->fd_wait && !d->drain && !d->eof)
+		return 0;
+	d->fd_wait = 0;
 	if (rt_buf(r, d) == -1)
 		return -1;
 	if (d->eof) {
@@ -359,8 +416,13 @@ rt_tls_read(struct relay_tls *r, uint8_t *dst, size_t n)
 		r->pre_off += n;
 		return n;
 	}
-	if ((rc = SSL_read(r->ssl, dst, n)) > 0)
+	if ((rc = SSL_read(r->ssl, dst, n)) > 0) {
+		/* What the socket gave may be what a write waited for. */
+		d->want = 0;
+		if (r->up.want == SSL_ERROR_WANT_READ)
+			r->up.want = 0;
 		return rc;
+	}
 	d->want = SSL_get_error(r->ssl, rc);
 	if (d->want == SSL_ERROR_WANT_READ || d->want == SSL_ERROR_WANT_WRITE)
 		return 0;
@@ -503,10 +565,10 @@ rt_down_dgram(struct relay_tls *r)
 	struct rt_dir *d = &r->down;
 	int moved;
 
-	if ((moved = rt_dgram_fill(r)) == -1)
+	if ((moved = d->want ? 0 : rt_dgram_fill(r)) == -1)
 		return -1;
 	if (d->held)
-		return rt_dgram_send(r) | moved;
+		return d->fd_wait ? moved : rt_dgram_send(r) | moved;
 	if (d->eof) {
 		d->shut = 1;
 		r->up.eof = 1;
@@ -520,21 +582,26 @@ static int
 rt_down(struct relay_tls *r)
 {
 	struct rt_dir *d = &r->down;
+	size_t left;
 	ssize_t n;
 	int moved;
 
-	d->want = d->fd_wait = 0;
 	if (d->shut)
 		return 0;
 	if (r->dgram)
 		return rt_down_dgram(r);
-	if ((moved = rt_down_fill(r)) == -1)
+	if ((moved = d->want ? 0 : rt_down_fill(r)) == -1)
 		return -1;
 	if (d->len > d->off) {
+		if (d->fd_wait)
+			return moved;
+		left = d->len - d->off;
 		do {
-			n = write(r->fd, d->buf + d->off, d->len - d->off);
+			n = write(r->fd, d->buf + d->off, left);
 		} while (n == -1 && errno == EINTR);
 		if (n > 0) {
+			/* A short write found fd full: wait for room. */
+			d->fd_wait = (size_t)n < left;
 			rt_moved(r, d, n, 1);
 			return 1;
 		}
@@ -625,13 +692,38 @@ rt_pump(struct relay_tls *r)
 		rt_end(r);
 }
 
+/* A wait the poller ended: the call waiting on it is made again. */
+static void
+rt_ready(struct relay_tls *r, evutil_socket_t fd, short what)
+{
+	if (fd == r->fd) {
+		if (what & EV_READ)
+			r->up.fd_wait = 0;
+		if (what & EV_CLOSED)
+			r->fd_closed = 1;
+		if (what & EV_WRITE)
+			r->down.fd_wait = 0;
+	} else if (fd == r->tfd) {
+		if ((what & EV_READ) && r->up.want == SSL_ERROR_WANT_READ)
+			r->up.want = 0;
+		if ((what & EV_READ) && r->down.want == SSL_ERROR_WANT_READ)
+			r->down.want = 0;
+		if ((what & EV_WRITE) && r->up.want == SSL_ERROR_WANT_WRITE)
+			r->up.want = 0;
+		if ((what & EV_WRITE) && r->down.want == SSL_ERROR_WANT_WRITE)
+			r->down.want = 0;
+	}
+}
+
 static void
 rt_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay_tls *r = arg;
 
-	if (!r->finished)
-		rt_pump(r);
+	if (r->finished)
+		return;
+	rt_ready(r, fd, what);
+	rt_pump(r);
 }
 
 static void
@@ -657,12 +749,13 @@ rt_idle(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
-rt_events(struct relay_tls *r, struct event_base *base)
+rt_events(struct relay_tls *r, struct event_base *base, int dgram)
 {
 	struct timeval tv = { r->idle, 0 };
 
-	if (event_assign(&r->ev[EV_FD_RD], base, r->fd, EV_READ | EV_PERSIST,
-	    rt_event, r) == -1 ||
+	/* EV_CLOSED: the poller tells when fd's FIN is already in. */
+	if (event_assign(&r->ev[EV_FD_RD], base, r->fd, EV_READ | EV_PERSIST |
+	    (dgram ? 0 : EV_CLOSED), rt_event, r) == -1 ||
 	    event_assign(&r->ev[EV_FD_WR], base, r->fd, EV_WRITE | EV_PERSIST,
 	    rt_event, r) == -1 ||
 	    event_assign(&r->ev[EV_T_RD], base, r->tfd, EV_READ | EV_PERSIST,
@@ -682,7 +775,7 @@ rt_events(struct relay_tls *r, struct event_base *base)
 
 /* A relay that has yet to start: NULL with errno. */
 static struct relay_tls *
-rt_new(struct event_base *base, int fd, SSL *ssl, unsigned idle,
+rt_new(struct event_base *base, int fd, int dgram, SSL *ssl, unsigned idle,
     relay_tls_done_cb done, void *arg)
 {
 	struct relay_tls *r;
@@ -696,7 +789,8 @@ rt_new(struct event_base *base, int fd, SSL *ssl, unsigned idle,
 	r->idle = idle;
 	r->done = done;
 	r->arg = arg;
-	if (rt_events(r, base) == -1) {
+	r->dgram = dgram;
+	if (rt_events(r, base, dgram) == -1) {
 		relay_tls_free(r);
 		errno = ENOMEM;
 		return NULL;
@@ -710,11 +804,11 @@ relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
 {
 	struct relay_tls *r;
 
-	if (npre > RT_BUF) {
+	if (npre > RT_PRE_MAX) {
 		errno = EINVAL;
 		return NULL;
 	}
-	if ((r = rt_new(base, fd, ssl, idle, done, arg)) == NULL)
+	if ((r = rt_new(base, fd, 0, ssl, idle, done, arg)) == NULL)
 		return NULL;
 	if (npre > 0) {
 		if ((r->pre = malloc(npre)) == NULL)
@@ -737,9 +831,8 @@ relay_tls_new_dgram(struct event_base *base, int fd, SSL *ssl,
 {
 	struct relay_tls *r;
 
-	if ((r = rt_new(base, fd, ssl, idle, done, arg)) == NULL)
+	if ((r = rt_new(base, fd, 1, ssl, idle, done, arg)) == NULL)
 		return NULL;
-	r->dgram = 1;
 	event_active(&r->again, 0, 1);
 	return r;
 }

@@ -1790,6 +1790,39 @@ test_reuse_hand(void)
 	rig_close(&g);
 }
 
+/*
+ * A client's last bytes and its FIN, both in when the relay wakes: the
+ * end chunk leaves with the bytes, in the same TLS record (one write,
+ * one wakeup of the far end). SSL_read() gives one record at a time.
+ */
+static void
+test_end_with_last(void)
+{
+	static const uint8_t want[] = { 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o',
+	    0, 0, 0, 0 };
+	uint8_t got[64];
+	struct rig g;
+	int n;
+
+	if (!ok(rig_open(&g, 0, 0) == 0, "end with the last bytes: sockets")) {
+		rig_close(&g);
+		return;
+	}
+	peer_init(&g.c, 97, 0, 98);
+	g.c.tx_hold = 1;
+	ok(rig_start_hand(&g) == 0, "end with the last bytes: relay up");
+	run_until(never, NULL, 0.1);
+	ok(write(g.c.fd, "hello", 5) == 5 && shutdown(g.c.fd, SHUT_WR) == 0,
+	    "end with the last bytes: the client sends 5 bytes and its FIN");
+	run_until(never, NULL, 0.1);
+	n = SSL_read(g.ts, got, sizeof(got));
+	ok(n == (int)sizeof(want) && memcmp(got, want, sizeof(want)) == 0,
+	    "end with the last bytes: one record holds the chunk and the "
+	    "empty chunk (%d bytes)", n);
+	ERR_clear_error();
+	rig_close(&g);
+}
+
 /* ---- chunks by hand ---- */
 
 /*
@@ -3106,6 +3139,7 @@ main(void)
 	test_free_live();
 	test_reuse_chain();
 	test_reuse_hand();
+	test_end_with_last();
 	test_chunks();
 	test_dgrams();
 	test_idle_end();
