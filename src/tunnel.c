@@ -186,8 +186,12 @@ static int
 tconn_wait(struct tconn *c, short what)
 {
 	struct timeval now, left;
+	int same;
 
-	if (event_initialized(&c->ev))
+	/* Already waiting for what: only the deadline moves (no epoll_ctl). */
+	same = event_initialized(&c->ev) && event_get_events(&c->ev) == what &&
+	    event_pending(&c->ev, what, NULL);
+	if (event_initialized(&c->ev) && !same)
 		event_del(&c->ev);
 	event_base_gettimeofday_cached(c->h->t->sl->base, &now);
 	if (c->state == TC_IDLE) {
@@ -200,10 +204,10 @@ tconn_wait(struct tconn *c, short what)
 		if (left.tv_sec < 0)
 			left.tv_sec = left.tv_usec = 0;
 	}
-	if (event_assign(&c->ev, c->h->t->sl->base, c->fd, what, tconn_event,
-	    c) == -1 || event_add(&c->ev, &left) == -1)
+	if (!same && event_assign(&c->ev, c->h->t->sl->base, c->fd, what,
+	    tconn_event, c) == -1)
 		return -1;
-	return 0;
+	return event_add(&c->ev, &left) == -1 ? -1 : 0;
 }
 
 static void
@@ -496,6 +500,31 @@ tconn_send_open(struct tconn *c)
 	tconn_recv_reply(c);
 }
 
+/*
+ * A pooled connection is writable: the opening goes at once, a trip
+ * through the poller saved, and only the answer is waited for (never
+ * read within tunnel_open(), whose caller must have the request first).
+ * Anything but a whole write is left to tconn_send_open() from the loop,
+ * which retries it with the same bytes or fails the connection.
+ */
+static int
+tconn_open_pooled(struct tconn *c)
+{
+	ssize_t n;
+
+	tconn_stage(c, TC_OPEN_SEND);
+	if ((n = tmsg_open_encode(&c->req->msg, c->out, sizeof(c->out))) <= 0)
+		return tconn_wait(c, EV_WRITE);
+	c->nout = n;
+	ERR_clear_error();
+	if (SSL_write(c->ssl, c->out, c->nout) == (int)c->nout) {
+		c->state = TC_OPEN_RECV;
+		return tconn_wait(c, EV_READ);
+	}
+	ERR_clear_error();
+	return tconn_wait(c, EV_WRITE);
+}
+
 /* Hands the connection to the flow: the tconn goes, fd and SSL stay. */
 static void
 tconn_accepted(struct tconn *c)
@@ -675,16 +704,10 @@ req_try(struct tunnel_req *req)
 			continue;
 		if (thost_down(h))
 			continue;
-		/*
-		 * A ready connection sends when the loop next polls (it is
-		 * writable), never within tunnel_open(): the answer could
-		 * otherwise reach the caller before it has the request.
-		 */
 		if (!req->pooled_retry &&
 		    (c = thost_take_idle(h, req)) != NULL) {
 			req->c = c;
-			tconn_stage(c, TC_OPEN_SEND);
-			if (tconn_wait(c, EV_WRITE) == -1) {
+			if (tconn_open_pooled(c) == -1) {
 				tconn_free(c, 1);
 				req->c = NULL;
 				continue;
