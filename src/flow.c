@@ -44,6 +44,7 @@ struct flow {
 	struct tunnel_req	*treq;	/* while the tunnel opens */
 	SSL			*ssl;
 	struct relay_tls	*trelay;
+	size_t			 first_up;	/* sent with the opening */
 };
 
 /* Both endpoints and the upstream, for messages. */
@@ -329,23 +330,47 @@ flow_tunnel_ready(void *arg, SSL *ssl, const struct sockaddr *host,
 		flow_dial_failed(f, "relay", strerror(errno));
 		return;
 	}
+	relay_tls_sent(f->trelay, f->first_up);
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		flow_names(f, &n);
-		log_debug("flow %llu %s: %s -> %s: open via tunnel %s",
-		    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
-		    n.upstream);
+		log_debug("flow %llu %s: %s -> %s: open via tunnel %s, %zu "
+		    "bytes with the opening", (unsigned long long)f->id,
+		    f->svc->name, n.client, n.orig, n.upstream, f->first_up);
 	}
 }
 
+/*
+ * What the client has sent already (a request, as a rule: clients speak
+ * first) goes with the opening, saving the host a wakeup and the tunnel a
+ * record. A client gone already ends the flow here: its reset, read now,
+ * would otherwise look like a clean end to the relay.
+ */
 static int
 flow_tunnel(struct flow *f)
 {
+	uint8_t first[TUNNEL_FIRST_MAX];
+	struct flow_names n;
 	const char *why;
+	ssize_t got;
 
 	if (f->sl->tunnel == NULL)
 		return flow_refuse(f, "no tunnel (identity missing)");
+	do {
+		got = recv(f->cfd, first, sizeof(first), 0);
+	} while (got == -1 && errno == EINTR);
+	if (got == -1 && errno != EAGAIN) {
+		flow_names(f, &n);
+		flow_log(0, "flow %llu %s: %s -> %s: reset: client: %s",
+		    (unsigned long long)f->id, f->svc->name, n.client, n.orig,
+		    strerror(errno));
+		flow_free(f);
+		errno = ECONNRESET;	/* not a shortage: the listener goes on */
+		return -1;
+	}
+	f->first_up = got > 0 ? (size_t)got : 0;
 	f->treq = tunnel_open(f->sl->tunnel, f->svc, IPPROTO_TCP,
-	    &f->client.sa, &f->orig.sa, flow_tunnel_ready, f, &why);
+	    &f->client.sa, &f->orig.sa, first, f->first_up, flow_tunnel_ready,
+	    f, &why);
 	if (f->treq == NULL)
 		return flow_dial_failed(f, "tunnel", why);
 	return 0;

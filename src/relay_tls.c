@@ -851,6 +851,12 @@ relay_tls_end(struct relay_tls *r)
 }
 
 void
+relay_tls_sent(struct relay_tls *r, uint64_t n)
+{
+	r->up.bytes += n;
+}
+
+void
 relay_tls_bytes(const struct relay_tls *r, uint64_t *up, uint64_t *down)
 {
 	if (up != NULL)

@@ -69,7 +69,8 @@ struct tconn {
 	int			 warming;	/* a pool connection, not ready */
 	int			 pooled;	/* was ready in the pool */
 	struct timeval		 deadline;	/* of the current stage */
-	uint8_t			 out[TMSG_MAX];
+	/* The opening, and the flow's first bytes as a chunk. */
+	uint8_t			 out[TMSG_MAX + 4 + TUNNEL_FIRST_MAX];
 	size_t			 nout;
 	uint8_t			*in;		/* the reply, and what follows */
 	size_t			 nin;
@@ -79,6 +80,8 @@ struct tunnel_req {
 	struct tunnel		*t;
 	const struct service	*svc;
 	struct tmsg_open	 msg;
+	uint8_t			 first[TUNNEL_FIRST_MAX];
+	size_t			 nfirst;
 	size_t			 next;		/* svc->tunnel index to try */
 	int			 pooled_retry;	/* a stale pool conn failed */
 	struct tconn		*c;
@@ -470,6 +473,31 @@ tconn_idle_read(struct tconn *c, short what)
 
 static void	tconn_recv_reply(struct tconn *);
 
+/*
+ * The opening, then the flow's first bytes as its first chunk: one TLS
+ * record, and the host has the request when it has dialled. Every
+ * attempt (another host, a fresh connection) sends them again.
+ */
+static ssize_t
+tconn_encode_open(struct tconn *c)
+{
+	const struct tunnel_req *req = c->req;
+	uint8_t *p;
+	ssize_t n;
+
+	if ((n = tmsg_open_encode(&req->msg, c->out, TMSG_MAX)) <= 0)
+		return -1;
+	if (req->nfirst == 0)
+		return n;
+	p = c->out + n;
+	p[0] = (uint8_t)(req->nfirst >> 24);
+	p[1] = (uint8_t)(req->nfirst >> 16);
+	p[2] = (uint8_t)(req->nfirst >> 8);
+	p[3] = (uint8_t)req->nfirst;
+	memcpy(p + 4, req->first, req->nfirst);
+	return n + 4 + (ssize_t)req->nfirst;
+}
+
 static void
 tconn_send_open(struct tconn *c)
 {
@@ -477,8 +505,7 @@ tconn_send_open(struct tconn *c)
 	int rc, e;
 
 	if (c->nout == 0) {
-		n = tmsg_open_encode(&c->req->msg, c->out, sizeof(c->out));
-		if (n <= 0) {
+		if ((n = tconn_encode_open(c)) <= 0) {
 			tconn_failed(c, 0, "opening message does not encode");
 			return;
 		}
@@ -513,7 +540,7 @@ tconn_open_pooled(struct tconn *c)
 	ssize_t n;
 
 	tconn_stage(c, TC_OPEN_SEND);
-	if ((n = tmsg_open_encode(&c->req->msg, c->out, sizeof(c->out))) <= 0)
+	if ((n = tconn_encode_open(c)) <= 0)
 		return tconn_wait(c, EV_WRITE);
 	c->nout = n;
 	ERR_clear_error();
@@ -728,12 +755,16 @@ req_try(struct tunnel_req *req)
 
 struct tunnel_req *
 tunnel_open(struct tunnel *t, const struct service *svc, int proto,
-    const struct sockaddr *src, const struct sockaddr *dst, tunnel_cb cb,
-    void *arg, const char **why)
+    const struct sockaddr *src, const struct sockaddr *dst, const void *first,
+    size_t nfirst, tunnel_cb cb, void *arg, const char **why)
 {
 	static char whybuf[192];
 	struct tunnel_req *req;
 
+	if (nfirst > TUNNEL_FIRST_MAX || (nfirst > 0 && proto != IPPROTO_TCP)) {
+		*why = "first bytes not for an opening";
+		return NULL;
+	}
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		*why = "out of memory";
 		return NULL;
@@ -746,6 +777,9 @@ tunnel_open(struct tunnel *t, const struct service *svc, int proto,
 	snprintf(req->msg.service, sizeof(req->msg.service), "%s", svc->name);
 	memcpy(&req->msg.src, src, addr_len(src));
 	memcpy(&req->msg.dst, dst, addr_len(dst));
+	if (nfirst > 0)
+		memcpy(req->first, first, nfirst);
+	req->nfirst = nfirst;
 	if (req_try(req) == -1) {
 		snprintf(whybuf, sizeof(whybuf), "%s", req->why);
 		*why = whybuf;

@@ -162,6 +162,8 @@ struct relay_tls *relay_tls_new_dgram(struct event_base *, int fd, SSL *ssl,
  * In either mode; a no-op once done ran.
  */
 void		 relay_tls_end(struct relay_tls *);
+/* n bytes of fd went to the peer before the relay began (tunnel_open). */
+void		 relay_tls_sent(struct relay_tls *, uint64_t n);
 /* Bytes fd -> TLS (up) and TLS -> fd (down) so far: payload only. */
 void		 relay_tls_bytes(const struct relay_tls *, uint64_t *up,
 		    uint64_t *down);
@@ -190,11 +192,19 @@ struct service;
 struct tunnel;
 struct tunnel_req;
 /*
+ * A flow's first bytes, at most this many, go in the opening's record as
+ * its first chunk, before the answer: the host reads exactly the opening,
+ * and a refusal closes the connection, so a refused flow's bytes are never
+ * taken for anything.
+ */
+#define TUNNEL_FIRST_MAX	4096
+/*
  * The end of a tunnel_open(): on acceptance ssl is the tunnel connection
  * (the callee owns it and its socket from then on: tunnel_conn_close(),
- * tunnel_conn_release()) with nothing of the flow read yet, host the
- * host's address; on refusal or failure ssl is NULL and status (enum tmsg_status,
- * or -1 when no host could be reached) and reason say why.
+ * tunnel_conn_release()) with nothing the host sent for the flow read
+ * yet, host the host's address; on refusal or failure ssl is NULL and
+ * status (enum tmsg_status, or -1 when no host could be reached) and
+ * reason say why.
  */
 typedef void	(*tunnel_cb)(void *arg, SSL *ssl,
 		    const struct sockaddr *host, int status, const char *reason);
@@ -207,13 +217,15 @@ int		 tunnel_apply(struct sluice *, const struct config *);
 void		 tunnel_free(struct tunnel *);
 /*
  * Opens a tunnelled flow for svc from src to dst over the first of the
- * service's hosts that is not backing off. cb runs once, later, unless
- * the request is cancelled; NULL (and *why) when it failed at once.
+ * service's hosts that is not backing off, sending the nfirst bytes of
+ * first (TCP only, at most TUNNEL_FIRST_MAX) with the opening. cb runs
+ * once, later, unless the request is cancelled; NULL (and *why) when it
+ * failed at once.
  */
 struct tunnel_req *tunnel_open(struct tunnel *, const struct service *,
 		    int proto, const struct sockaddr *src,
-		    const struct sockaddr *dst, tunnel_cb, void *arg,
-		    const char **why);
+		    const struct sockaddr *dst, const void *first,
+		    size_t nfirst, tunnel_cb, void *arg, const char **why);
 void		 tunnel_cancel(struct tunnel_req *);
 /* Closes a connection tunnel_cb handed over; a reset unless clean. */
 void		 tunnel_conn_close(SSL *, int clean);

@@ -131,7 +131,7 @@ udp_tunnel_open(struct udp_flow *f)
 		(void)setsockopt(f->fd, SOL_SOCKET, SO_SNDBUF, &size,
 		    sizeof(size));
 	f->treq = tunnel_open(u->sl->tunnel, f->svc, IPPROTO_UDP,
-	    &f->client.sa, &f->orig.sa, udp_tunnel_ready, f, &why);
+	    &f->client.sa, &f->orig.sa, NULL, 0, udp_tunnel_ready, f, &why);
 	if (f->treq == NULL) {
 		u->sl->stats.dial_failed++;
 		udp_tunnel_log(f, 1, "tunnel", why);

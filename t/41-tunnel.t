@@ -11,7 +11,7 @@
 
 require_netns
 require_cmd curl nginx socat sha256sum redis-server redis-benchmark
-plan 38
+plan 44
 
 ns_new c	# the client and the tunneller
 ns_new h	# the host
@@ -129,6 +129,36 @@ is "$got" "$want" "a 10 MiB upload arrives intact, and after the client's half-c
 got=$(printf 'hello' | nsx c socat -t 10 - TCP:10.9.0.5:90 2>&1)
 is "$got" "$(printf 'hello' | sha256sum | cut -c1-64)" \
 	"a small request with half-close gets its response"
+
+# The client's first bytes go with the opening when they are in before the
+# tunneller accepts (it is stopped meanwhile, so they are), and through the
+# relay when they come later; either way the flow counts them.
+first_flow() {	# LABEL LINES-BEFORE: the id of the sink flow opened since
+	tail -n +"$(($2 + 1))" "$C_LOG" |
+		sed -n "s/.*flow \([0-9]*\) sink: .*open via tunnel .*, \([0-9]*\) bytes with the opening.*/\1 \2/p" |
+		head -1
+}
+hello=$(printf 'hello' | sha256sum | cut -c1-64)
+from=$(wc -l < "$C_LOG")
+kill -STOP "$C_PID"
+printf 'hello' | nsx c socat -t 10 - TCP:10.9.0.5:90 > "$T_TMP/first" 2>&1 &
+fp=$!
+sleep 0.5
+kill -CONT "$C_PID"
+wait "$fp"
+is "$(cat "$T_TMP/first")" "$hello" \
+	"a request in before the tunneller accepts gets its response"
+read -r id nfirst <<< "$(first_flow early "$from")"
+is "$nfirst" 5 "its 5 bytes went with the opening"
+daemon_wait_log "$C_LOG" "flow $id sink: .* closed: up 5 down 65 bytes" 5 "$C_PID"
+ok $? "and the flow counts them: up 5 down 65 bytes"
+from=$(wc -l < "$C_LOG")
+got=$( (sleep 0.5; printf 'hello') | nsx c socat -t 10 - TCP:10.9.0.5:90 2>&1)
+is "$got" "$hello" "a request sent after the tunnel opened gets its response"
+read -r id nfirst <<< "$(first_flow late "$from")"
+is "$nfirst" 0 "nothing went with the opening"
+daemon_wait_log "$C_LOG" "flow $id sink: .* closed: up 5 down 65 bytes" 5 "$C_PID"
+ok $? "and the flow counts the 5 bytes all the same"
 
 # A flow that stays open while the dumps are taken.
 bg_ns c bash -c 'exec 3<>/dev/tcp/10.9.0.5/80; sleep 4'
