@@ -26,11 +26,13 @@
 /*
  * Per direction, bytes in flight sit in one buffer, allocated only while
  * there are some: an idle flow holds none (OpenSSL's own buffers go too,
- * SSL_MODE_RELEASE_BUFFERS). Larger buffers mean fewer, larger writes
- * and fewer wakeups of the far end: 256 KiB is sixteen full TLS records
- * per write.
+ * SSL_MODE_RELEASE_BUFFERS). A direction that has filled one (a bulk
+ * transfer) gets larger ones from then on: fewer, larger writes and
+ * fewer wakeups of the far end, 256 KiB being sixteen full TLS records.
+ * Requests and replies keep to the small ones.
  */
-#define RT_BUF		(256 * 1024)
+#define RT_BUF_SMALL	(64 * 1024)
+#define RT_BUF_BULK	(256 * 1024)
 /*
  * On the TLS side a flow is a series of chunks, each a 4-byte big-endian
  * length and that many bytes; an empty chunk ends the direction. A flow
@@ -75,6 +77,8 @@ struct rt_dir {
 	size_t		 nhdr;
 	uint32_t	 chunk;		/* down: bytes left in this chunk */
 	int		 held;		/* down, datagrams: a whole one in buf */
+	size_t		 cap;		/* of buf */
+	int		 bulk;		/* has filled a buffer */
 	uint64_t	 dgrams;	/* datagrams passed on */
 };
 
@@ -136,36 +140,43 @@ rt_tls_fail(struct relay_tls *r, int e)
 }
 
 /*
- * Buffers go back to a small free list rather than to malloc: a busy
- * flow empties its buffers at every pause, and returning 64 KiB blocks
- * to the heap each time made glibc trim and grow it thousands of times
- * a second. The event loop is single-threaded.
+ * Buffers go back to small free lists, one per size, rather than to
+ * malloc: a busy flow empties its buffers at every pause, and returning
+ * them to the heap each time made glibc trim and grow it thousands of
+ * times a second. The event loop is single-threaded.
  */
-#define RT_FREE_MAX	8
-static uint8_t	*rt_free_list[RT_FREE_MAX];
-static size_t	 rt_nfree;
+static struct rt_free {
+	uint8_t		*list[32];
+	size_t		 n, max;
+} rt_free[2] = { { .max = 32 }, { .max = 4 } };	/* small, bulk */
 
 static int
 rt_buf(struct relay_tls *r, struct rt_dir *d)
 {
+	struct rt_free *f = &rt_free[d->bulk];
+
 	if (d->buf != NULL)
 		return 0;
-	if (rt_nfree > 0)
-		d->buf = rt_free_list[--rt_nfree];
-	else if ((d->buf = malloc(RT_BUF)) == NULL)
+	d->cap = d->bulk ? RT_BUF_BULK : RT_BUF_SMALL;
+	if (f->n > 0)
+		d->buf = f->list[--f->n];
+	else if ((d->buf = malloc(d->cap)) == NULL)
 		return rt_fail(r, ENOMEM, -1, "");
 	return 0;
 }
 
 static void
-rt_buf_put(uint8_t *buf)
+rt_buf_put(struct rt_dir *d)
 {
-	if (buf == NULL)
+	struct rt_free *f = &rt_free[d->cap == RT_BUF_BULK];
+
+	if (d->buf == NULL)
 		return;
-	if (rt_nfree < RT_FREE_MAX)
-		rt_free_list[rt_nfree++] = buf;
+	if (f->n < f->max)
+		f->list[f->n++] = d->buf;
 	else
-		free(buf);
+		free(d->buf);
+	d->buf = NULL;
 }
 
 /* An idle direction gives its buffer back. */
@@ -174,8 +185,7 @@ rt_trim(struct rt_dir *d)
 {
 	if (d->off == d->len) {
 		d->off = d->len = 0;
-		rt_buf_put(d->buf);
-		d->buf = NULL;
+		rt_buf_put(d);
 	}
 }
 
@@ -260,8 +270,8 @@ rt_up_read(struct relay_tls *r, struct rt_dir *d)
 	ssize_t n;
 
 	/* Room is kept for the end chunk after the last one. */
-	while (RT_BUF - d->len > 3 * RT_HDR) {
-		want = RT_BUF - d->len - 2 * RT_HDR;
+	while (d->cap - d->len > 3 * RT_HDR) {
+		want = d->cap - d->len - 2 * RT_HDR;
 		if (want > RT_CHUNK_MAX)
 			want = RT_CHUNK_MAX;
 		do {
@@ -287,6 +297,8 @@ rt_up_read(struct relay_tls *r, struct rt_dir *d)
 			break;
 		}
 	}
+	if (d->cap - d->len <= 3 * RT_HDR)
+		d->bulk = 1;
 	if (d->eof && d->len > 0) {
 		memset(d->buf + d->len, 0, RT_HDR);
 		d->len += RT_HDR;
@@ -323,7 +335,7 @@ rt_dgram_soft(int err)
 static int
 rt_up_recv_one(struct relay_tls *r, struct rt_dir *d)
 {
-	size_t room = RT_BUF - d->len - RT_HDR;
+	size_t room = d->cap - d->len - RT_HDR;
 	ssize_t n;
 
 	do {
@@ -363,9 +375,9 @@ rt_up_recv(struct relay_tls *r, struct rt_dir *d)
 
 	if ((rc = rt_up_recv_one(r, d)) != 1)
 		return rc == 0 ? rt_up_again(d) : rc;
-	while (d->len + RT_HDR < RT_BUF) {
+	while (d->len + RT_HDR < d->cap) {
 		if (ioctl(r->fd, FIONREAD, &next) == -1 || next < 0 ||
-		    d->len + RT_HDR + (size_t)next > RT_BUF)
+		    d->len + RT_HDR + (size_t)next > d->cap)
 			break;
 		if ((rc = rt_up_recv_one(r, d)) != 1)
 			return rc == -1 ? -1 : 1;
@@ -484,11 +496,13 @@ rt_down_fill(struct relay_tls *r)
 			moved = 1;
 			continue;
 		}
-		if (d->len == RT_BUF)
-			break;
 		if (rt_buf(r, d) == -1)
 			return -1;
-		want = RT_BUF - d->len < d->chunk ? RT_BUF - d->len : d->chunk;
+		if (d->len == d->cap) {
+			d->bulk = 1;
+			break;
+		}
+		want = d->cap - d->len < d->chunk ? d->cap - d->len : d->chunk;
 		if ((rc = rt_tls_read(r, d->buf + d->len, want)) <= 0)
 			return rc == -1 ? -1 : moved;
 		d->len += rc;
@@ -908,8 +922,8 @@ relay_tls_free(struct relay_tls *r)
 		event_del(&r->again);
 	if (event_initialized(&r->idle_ev))
 		event_del(&r->idle_ev);
-	rt_buf_put(r->up.buf);
-	rt_buf_put(r->down.buf);
+	rt_buf_put(&r->up);
+	rt_buf_put(&r->down);
 	free(r->pre);
 	free(r);
 }

@@ -69,8 +69,7 @@ struct tconn {
 	int			 warming;	/* a pool connection, not ready */
 	int			 pooled;	/* was ready in the pool */
 	struct timeval		 deadline;	/* of the current stage */
-	/* The opening, and the flow's first bytes as a chunk. */
-	uint8_t			 out[TMSG_MAX + 4 + TUNNEL_FIRST_MAX];
+	uint8_t			*out;		/* the opening, first bytes */
 	size_t			 nout;
 	uint8_t			*in;		/* the reply, and what follows */
 	size_t			 nin;
@@ -80,7 +79,6 @@ struct tunnel_req {
 	struct tunnel		*t;
 	const struct service	*svc;
 	struct tmsg_open	 msg;
-	uint8_t			 first[TUNNEL_FIRST_MAX];
 	size_t			 nfirst;
 	size_t			 next;		/* svc->tunnel index to try */
 	int			 pooled_retry;	/* a stale pool conn failed */
@@ -89,6 +87,7 @@ struct tunnel_req {
 	void			*arg;
 	const char		*why;		/* for tunnel_open's caller */
 	char			 whybuf[192];
+	uint8_t			 first[];	/* nfirst bytes */
 };
 
 struct tunnel {
@@ -298,6 +297,7 @@ tconn_free(struct tconn *c, int reset)
 	else if (c->fd != -1)
 		close(c->fd);
 	free(c->in);
+	free(c->out);
 	TAILQ_REMOVE(&t->conns, c, entry);
 	t->nconns--;
 	free(c);
@@ -485,6 +485,10 @@ tconn_encode_open(struct tconn *c)
 	uint8_t *p;
 	ssize_t n;
 
+	/* Sized to fit: a pooled connection holds no buffer while idle. */
+	if (c->out == NULL &&
+	    (c->out = malloc(TMSG_MAX + 4 + req->nfirst)) == NULL)
+		return -1;
 	if ((n = tmsg_open_encode(&req->msg, c->out, TMSG_MAX)) <= 0)
 		return -1;
 	if (req->nfirst == 0)
@@ -765,7 +769,7 @@ tunnel_open(struct tunnel *t, const struct service *svc, int proto,
 		*why = "first bytes not for an opening";
 		return NULL;
 	}
-	if ((req = calloc(1, sizeof(*req))) == NULL) {
+	if ((req = calloc(1, sizeof(*req) + nfirst)) == NULL) {
 		*why = "out of memory";
 		return NULL;
 	}
