@@ -320,6 +320,27 @@ daemon_serve(struct sluice *sl, const struct mode *mode)
 	return sl->exit_code;
 }
 
+/*
+ * The main loop's event base. With the changelist, adds and deletes of
+ * one fd within a loop iteration reach epoll as one change or none: a
+ * flow's socket moves between the tunnel's pool, the relay and back
+ * within one callback, and each move cost two epoll_ctl calls. It is
+ * unsafe only with dup()ed descriptors, and sluice makes none.
+ */
+static struct event_base *
+daemon_event_base(void)
+{
+	struct event_config *cfg;
+	struct event_base *base;
+
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	(void)event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 int
 daemon_main(const struct mode *mode, const struct cli_opts *opts)
 {
@@ -336,7 +357,7 @@ daemon_main(const struct mode *mode, const struct cli_opts *opts)
 	conf_stamp(&sl);
 	if ((rc = daemon_lock(&sl, &lockfd)) != 0)
 		goto out;
-	if ((sl.base = event_base_new()) == NULL ||
+	if ((sl.base = daemon_event_base()) == NULL ||
 	    (sl.pipes = pipe_pool_new(64)) == NULL)
 		fatalx("out of memory");
 	if ((rc = mode->start(&sl)) == 0)

@@ -95,11 +95,13 @@ at_least() {
 }
 
 # sanitizer_clean DESCRIPTION LOG...: no AddressSanitizer, LeakSanitizer
-# or UBSan report in the daemons' logs (reports go to their stderr).
+# or UBSan report, nor a libevent warning, in the daemons' logs (reports
+# go to their stderr).
 sanitizer_clean() {
 	local what=$1 hits
 	shift
-	hits=$(grep -HE 'ERROR: (Address|Leak)Sanitizer|Sanitizer has encountered|runtime error:|SUMMARY: [A-Za-z]+Sanitizer|Sanitizer:DEADLYSIGNAL' "$@" 2>/dev/null)
+	# libevent's own complaints ("[warn] Epoll ADD ...") count too.
+	hits=$(grep -HE 'ERROR: (Address|Leak)Sanitizer|Sanitizer has encountered|runtime error:|SUMMARY: [A-Za-z]+Sanitizer|Sanitizer:DEADLYSIGNAL|^\[(warn|err)\] ' "$@" 2>/dev/null)
 	if [ -z "$hits" ]; then
 		ok 0 "$what"
 	else
