@@ -330,7 +330,7 @@ flow_tunnel_ready(void *arg, SSL *ssl, const struct sockaddr *host,
 		flow_dial_failed(f, "relay", strerror(errno));
 		return;
 	}
-	relay_tls_sent(f->trelay, f->first_up);
+	relay_tls_sent(f->trelay, f->first_up, f->first_up < TUNNEL_FIRST_MAX);
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		flow_names(f, &n);
 		log_debug("flow %llu %s: %s -> %s: open via tunnel %s, %zu "

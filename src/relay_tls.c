@@ -804,6 +804,13 @@ rt_new(struct event_base *base, int fd, int dgram, SSL *ssl, unsigned idle,
 	r->done = done;
 	r->arg = arg;
 	r->dgram = dgram;
+	/*
+	 * OpenSSL read all the socket had when the opening exchange ended:
+	 * with nothing left in its buffer, the poller says when there is
+	 * more, rather than an EAGAIN read.
+	 */
+	if (!SSL_has_pending(ssl))
+		r->down.want = SSL_ERROR_WANT_READ;
 	if (rt_events(r, base, dgram) == -1) {
 		relay_tls_free(r);
 		errno = ENOMEM;
@@ -829,6 +836,7 @@ relay_tls_new(struct event_base *base, int fd, SSL *ssl, const uint8_t *pre,
 			goto fail;
 		memcpy(r->pre, pre, npre);
 		r->npre = npre;
+		r->down.want = 0;
 	}
 	/* Deferred, so done never runs before we return. */
 	event_active(&r->again, 0, 1);
@@ -865,9 +873,11 @@ relay_tls_end(struct relay_tls *r)
 }
 
 void
-relay_tls_sent(struct relay_tls *r, uint64_t n)
+relay_tls_sent(struct relay_tls *r, uint64_t n, int emptied)
 {
 	r->up.bytes += n;
+	if (emptied && !r->dgram)
+		r->up.fd_wait = 1;
 }
 
 void

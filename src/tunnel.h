@@ -162,8 +162,12 @@ struct relay_tls *relay_tls_new_dgram(struct event_base *, int fd, SSL *ssl,
  * In either mode; a no-op once done ran.
  */
 void		 relay_tls_end(struct relay_tls *);
-/* n bytes of fd went to the peer before the relay began (tunnel_open). */
-void		 relay_tls_sent(struct relay_tls *, uint64_t n);
+/*
+ * n bytes of fd went to the peer before the relay began (tunnel_open());
+ * emptied: fd had no more then, so the relay waits for the poller before
+ * reading it again.
+ */
+void		 relay_tls_sent(struct relay_tls *, uint64_t n, int emptied);
 /* Bytes fd -> TLS (up) and TLS -> fd (down) so far: payload only. */
 void		 relay_tls_bytes(const struct relay_tls *, uint64_t *up,
 		    uint64_t *down);
