@@ -430,9 +430,16 @@ rt_tls_read(struct relay_tls *r, uint8_t *dst, size_t n)
 	}
 	if ((rc = SSL_read(r->ssl, dst, n)) > 0) {
 		/* What the socket gave may be what a write waited for. */
-		d->want = 0;
 		if (r->up.want == SSL_ERROR_WANT_READ)
 			r->up.want = 0;
+		/*
+		 * OpenSSL reads all the socket has (read-ahead): when none of
+		 * it is left, the poller says when there is more, rather
+		 * than an EAGAIN read. Not in bulk: there the socket most
+		 * likely has more, and a wakeup costs more than a read.
+		 */
+		d->want = d->bulk || SSL_has_pending(r->ssl) ? 0 :
+		    SSL_ERROR_WANT_READ;
 		return rc;
 	}
 	d->want = SSL_get_error(r->ssl, rc);
@@ -489,7 +496,7 @@ rt_down_fill(struct relay_tls *r)
 	int rc, moved = 0;
 	size_t want;
 
-	while (!d->eof) {
+	while (!d->eof && !d->want) {
 		if (d->chunk == 0) {
 			if ((rc = rt_hdr_read(r)) <= 0)
 				return rc == -1 ? -1 : moved;
@@ -522,7 +529,7 @@ rt_dgram_fill(struct relay_tls *r)
 	struct rt_dir *d = &r->down;
 	int rc, moved = 0;
 
-	while (!d->eof && !d->held) {
+	while (!d->eof && !d->held && !d->want) {
 		if (d->chunk == 0) {
 			if ((rc = rt_hdr_read(r)) <= 0)
 				return rc == -1 ? -1 : moved;
