@@ -256,19 +256,12 @@ flow_dial(struct flow *f, const struct sockaddr *dst)
 		return flow_dial_failed(f, "socket", strerror(errno));
 	if (flow_sockopts(f) == -1)
 		return -1;
-	if (connect(f->ufd, dst, addr_len(dst)) == 0)
+	switch (sock_connect(f->ufd, dst)) {
+	case 1:
 		return flow_open(f);
-	if (errno != EINPROGRESS)
+	case -1:
 		return flow_dial_failed(f, "connect", strerror(errno));
-	/*
-	 * A nearby upstream (loopback, a container) has usually answered
-	 * by the time connect() returns: asking again is cheaper than a
-	 * round through the poller, and a refusal shows here too.
-	 */
-	if (connect(f->ufd, dst, addr_len(dst)) == 0 || errno == EISCONN)
-		return flow_open(f);
-	if (errno != EALREADY && errno != EINPROGRESS)
-		return flow_dial_failed(f, "connect", strerror(errno));
+	}
 	/* Registered as the relay will want ufd (see flow_connected). */
 	if (event_assign(&f->dial, f->sl->base, f->ufd, EV_READ | EV_WRITE |
 	    EV_CLOSED | EV_PERSIST, flow_connected, f) == -1 ||

@@ -369,7 +369,7 @@ static void
 hflow_dial(struct hflow *f, const struct sockaddr *dst)
 {
 	struct sluice *sl = f->host->sl;
-	int one = 1, udp = hflow_udp(f);
+	int one = 1, udp = hflow_udp(f), rc;
 
 	memcpy(&f->upstream, dst, addr_len(dst));
 	f->ufd = socket(dst->sa_family, (udp ? SOCK_DGRAM : SOCK_STREAM) |
@@ -389,15 +389,16 @@ hflow_dial(struct hflow *f, const struct sockaddr *dst)
 		(void)setsockopt(f->ufd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
 	hflow_stage(f, HF_DIAL, f->conf->connect_timeout);
-	if (connect(f->ufd, dst, addr_len(dst)) == 0) {
+	if (udp)
+		rc = connect(f->ufd, dst, addr_len(dst)) == 0 ? 1 : -1;
+	else
+		rc = sock_connect(f->ufd, dst);
+	if (rc == 1)
 		hflow_accept_reply(f);
-		return;
-	}
-	if (udp || errno != EINPROGRESS) {
+	else if (rc == -1)
 		hflow_refuse(f, TMSG_DIAL_FAILED, strerror(errno));
-		return;
-	}
-	hflow_wait(f, EV_WRITE);
+	else
+		hflow_wait(f, EV_WRITE);
 }
 
 /* ---- the request ---- */

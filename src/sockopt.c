@@ -107,3 +107,20 @@ fail:
 	errno = saved;
 	return -1;
 }
+
+int
+sock_connect(int fd, const struct sockaddr *dst)
+{
+	if (connect(fd, dst, addr_len(dst)) == 0)
+		return 1;
+	if (errno != EINPROGRESS)
+		return -1;
+	/*
+	 * A nearby server (loopback, this machine, a container) has usually
+	 * answered by the time connect() returns: asking again is cheaper
+	 * than a round through the poller, and a refusal shows here too.
+	 */
+	if (connect(fd, dst, addr_len(dst)) == 0 || errno == EISCONN)
+		return 1;
+	return errno == EALREADY || errno == EINPROGRESS ? 0 : -1;
+}

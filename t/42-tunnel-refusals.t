@@ -3,7 +3,8 @@
 # What a sluice host refuses, as the client, the server and the logs see
 # it: an identity not in the service's allow list, an identity from
 # another CA, an expired certificate, an original destination outside
-# allowed-addresses. Each refusal resets the client at once, nothing
+# allowed-addresses, a server that refuses the host's dial. Each refusal
+# resets the client at once, nothing
 # reaches a server, and the host's log says who was refused and why. A
 # key file that others may read stops the host at start.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/t/lib.sh"
@@ -11,7 +12,7 @@
 
 require_netns
 require_cmd curl nginx socat
-plan 59
+plan 66
 
 ns_new c	# the client and the tunneller
 ns_new h	# the host
@@ -49,7 +50,11 @@ services='services:
   - name: orig
     intercept: { protocols: [tcp], addresses: [10.9.0.0/24], ports: [81] }
     forward: { tunnel: [10.10.0.2:4433] }
-    host: { address: original, allowed-addresses: [10.9.0.5/32], allow: [gw-1] }'
+    host: { address: original, allowed-addresses: [10.9.0.5/32], allow: [gw-1] }
+  - name: nobody
+    intercept: { protocols: [tcp], addresses: [10.9.0.5], ports: [82] }
+    forward: { tunnel: [10.10.0.2:4433] }
+    host: { address: 10.9.0.5:82, allow: [gw-1] }'
 # tconf NAME CERTDIR: the tunneller's config with identity NAME from
 # CERTDIR, trusting the host's CA.
 tconf() {
@@ -187,6 +192,19 @@ like "$hd" "tls failed 2, flows 4, refused 3, dial failed 0" \
 	"the host's dump counts two handshake failures, three refusals, four flows"
 like "$hd" "host refusals \(latest 5\):" "and lists the five refusals"
 like "$hd" "certificate has expired: CN=gw-old" "with the TLS errors"
+
+# Nothing listens on 10.9.0.5:82: the host's dial is refused, and so is
+# the flow, at once.
+daemon_start C c "$(tconf gw-1 "$pki")" tproxy
+ok $? "a tunneller with identity gw-1 starts again"
+refused http://10.9.0.5:82/ "a server that refuses the host's dial"
+like "$(cat "$H_LOG")" "host flow [0-9]+: refused gw-1 from 10\.10\.0\.1:[0-9]+ for nobody -> 10\.9\.0\.5:82: server unreachable: Connection refused" \
+	"the host logs the failed dial"
+like "$(log_of C)" "flow [0-9]+ nobody: 10\.10\.0\.1:[0-9]+ -> 10\.9\.0\.5:82: .*refused by 10\.10\.0\.2:4433: server unreachable: Connection refused" \
+	"the tunneller logs the host's reason"
+like "$(dump_of H h)" "dial failed 1" "the host's dump counts the failed dial"
+daemon_stop C TERM
+ok $? "the tunneller stops"
 daemon_stop H TERM
 ok $? "the host stops"
 is "$STOP_STATUS" 0 "with status 0"
