@@ -435,10 +435,11 @@ rt_tls_read(struct relay_tls *r, uint8_t *dst, size_t n)
 		/*
 		 * OpenSSL reads all the socket has (read-ahead): when none of
 		 * it is left, the poller says when there is more, rather
-		 * than an EAGAIN read. Not in bulk: there the socket most
+		 * than an EAGAIN read. Not in bulk, nor for datagrams (a
+		 * flood is not told from a request): there the socket most
 		 * likely has more, and a wakeup costs more than a read.
 		 */
-		d->want = d->bulk || SSL_has_pending(r->ssl) ? 0 :
+		d->want = d->bulk || r->dgram || SSL_has_pending(r->ssl) ? 0 :
 		    SSL_ERROR_WANT_READ;
 		return rc;
 	}
