@@ -132,7 +132,14 @@ like "$(cat "$SL_LOG")" "udp: intercept.udp-max-flows reached \(50 flows\): the 
 	"and that is logged"
 
 # Out of descriptors: the oldest flows give their sockets up to new ones.
-sleep 2.5
+# The cap's flows must be gone first: expiry runs once a second, so a
+# fixed sleep could count sockets that close later and leave room.
+i=0
+until nsx c "$SLUICE" --state-dir "$SL_STATE" dump 2>&1 |
+	grep -q 'udp flows (0, 0 ending)' || [ $i -ge 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
 nfd=$(ls "/proc/$SL_PID/fd" | wc -l)
 soft=$(prlimit --pid "$SL_PID" --nofile --noheadings --output SOFT)
 prlimit --pid "$SL_PID" --nofile=$((nfd + 6)):
