@@ -389,11 +389,7 @@ hflow_dial(struct hflow *f, const struct sockaddr *dst)
 		(void)setsockopt(f->ufd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
 	hflow_stage(f, HF_DIAL, f->conf->connect_timeout);
-	if (udp)
-		rc = connect(f->ufd, dst, addr_len(dst)) == 0 ? 1 : -1;
-	else
-		rc = sock_connect(f->ufd, dst);
-	if (rc == 1)
+	if ((rc = sock_connect(f->ufd, dst)) == 1)
 		hflow_accept_reply(f);
 	else if (rc == -1)
 		hflow_refuse(f, TMSG_DIAL_FAILED, strerror(errno));

@@ -40,7 +40,7 @@
  * for the next flow (tunnel.c and host.c reuse it). The longest chunk is
  * part of the protocol, not of our buffer's size.
  */
-#define RT_HDR		4
+#define RT_HDR		RELAY_TLS_HDR
 #define RT_CHUNK_MAX	(64 * 1024 - RT_HDR)
 /* Bytes of the flow read before the relay began, at most. */
 #define RT_PRE_MAX	(64 * 1024)
@@ -208,6 +208,14 @@ rt_hdr_put(uint8_t *p, uint32_t len)
 	p[1] = (uint8_t)(len >> 16);
 	p[2] = (uint8_t)(len >> 8);
 	p[3] = (uint8_t)len;
+}
+
+size_t
+relay_tls_chunk(uint8_t *out, const void *data, size_t n)
+{
+	rt_hdr_put(out, n);
+	memcpy(out + RT_HDR, data, n);
+	return RT_HDR + n;
 }
 
 /* The chunks queued up: on to TLS. */

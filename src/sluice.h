@@ -189,7 +189,10 @@ int	sock_set_mark(int fd, uint32_t mark);	/* SO_MARK; 0 is a no-op */
 int	sock_transparent(int fd, int family);
 /* Closes with SO_LINGER {1, 0} so the peer sees a reset at once. */
 void	sock_close_reset(int fd);
-/* A nonblocking TCP connect(2): 1 connected, 0 in progress, -1 (errno). */
+/*
+ * connect(2) on a nonblocking socket: 1 connected, 0 in progress (TCP
+ * only), -1 with errno.
+ */
 int	sock_connect(int fd, const struct sockaddr *dst);
 /*
  * A listening socket on addr (SOCK_STREAM or SOCK_DGRAM), nonblocking,

@@ -482,53 +482,64 @@ static ssize_t
 tconn_encode_open(struct tconn *c)
 {
 	const struct tunnel_req *req = c->req;
-	uint8_t *p;
 	ssize_t n;
 
 	/* Sized to fit: a pooled connection holds no buffer while idle. */
-	if (c->out == NULL &&
-	    (c->out = malloc(TMSG_MAX + 4 + req->nfirst)) == NULL)
+	if (c->out == NULL && (c->out = malloc(TMSG_MAX + RELAY_TLS_HDR +
+	    req->nfirst)) == NULL)
 		return -1;
 	if ((n = tmsg_open_encode(&req->msg, c->out, TMSG_MAX)) <= 0)
 		return -1;
-	if (req->nfirst == 0)
-		return n;
-	p = c->out + n;
-	p[0] = (uint8_t)(req->nfirst >> 24);
-	p[1] = (uint8_t)(req->nfirst >> 16);
-	p[2] = (uint8_t)(req->nfirst >> 8);
-	p[3] = (uint8_t)req->nfirst;
-	memcpy(p + 4, req->first, req->nfirst);
-	return n + 4 + (ssize_t)req->nfirst;
+	if (req->nfirst > 0)
+		n += relay_tls_chunk(c->out + n, req->first, req->nfirst);
+	return n;
 }
 
-static void
-tconn_send_open(struct tconn *c)
+/*
+ * Writes the opening (encoded on the first try, the same bytes on every
+ * retry, as OpenSSL wants): 1 when it has gone, 0 when the socket must
+ * be waited on (*what), -1 when the connection failed (*why).
+ */
+static int
+tconn_write_open(struct tconn *c, short *what, const char **why)
 {
 	ssize_t n;
 	int rc, e;
 
 	if (c->nout == 0) {
 		if ((n = tconn_encode_open(c)) <= 0) {
-			tconn_failed(c, 0, "opening message does not encode");
-			return;
+			*why = "opening message does not encode";
+			return -1;
 		}
 		c->nout = n;
-		tconn_stage(c, TC_OPEN_SEND);
 	}
 	ERR_clear_error();
-	if ((rc = SSL_write(c->ssl, c->out, c->nout)) <= 0) {
-		e = SSL_get_error(c->ssl, rc);
-		if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
-		    tconn_wait(c, e == SSL_ERROR_WANT_READ ? EV_READ :
-		    EV_WRITE) == 0)
-			return;
-		ERR_clear_error();
-		tconn_failed(c, 0, "the host closed the connection");
-		return;
+	if ((rc = SSL_write(c->ssl, c->out, c->nout)) > 0)
+		return 1;
+	e = SSL_get_error(c->ssl, rc);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*what = e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE;
+		return 0;
 	}
-	c->state = TC_OPEN_RECV;
-	tconn_recv_reply(c);
+	*why = "the host closed the connection";
+	return -1;
+}
+
+static void
+tconn_send_open(struct tconn *c)
+{
+	const char *why = "cannot wait for the socket";
+	short what;
+	int rc;
+
+	if (c->nout == 0)
+		tconn_stage(c, TC_OPEN_SEND);
+	if ((rc = tconn_write_open(c, &what, &why)) == 1) {
+		c->state = TC_OPEN_RECV;
+		tconn_recv_reply(c);
+	} else if (rc == -1 || tconn_wait(c, what) == -1)
+		tconn_failed(c, 0, why);
 }
 
 /*
@@ -541,19 +552,15 @@ tconn_send_open(struct tconn *c)
 static int
 tconn_open_pooled(struct tconn *c)
 {
-	ssize_t n;
+	const char *why;
+	short what = EV_WRITE;
 
 	tconn_stage(c, TC_OPEN_SEND);
-	if ((n = tconn_encode_open(c)) <= 0)
-		return tconn_wait(c, EV_WRITE);
-	c->nout = n;
-	ERR_clear_error();
-	if (SSL_write(c->ssl, c->out, c->nout) == (int)c->nout) {
+	if (tconn_write_open(c, &what, &why) == 1) {
 		c->state = TC_OPEN_RECV;
-		return tconn_wait(c, EV_READ);
+		what = EV_READ;
 	}
-	ERR_clear_error();
-	return tconn_wait(c, EV_WRITE);
+	return tconn_wait(c, what);
 }
 
 /* Hands the connection to the flow: the tconn goes, fd and SSL stay. */

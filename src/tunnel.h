@@ -133,6 +133,10 @@ size_t	tmsg_need(const uint8_t *buf, size_t len);
  */
 struct relay_tls;
 typedef void	(*relay_tls_done_cb)(struct relay_tls *, void *arg);
+/* A chunk's header: its length, u32 big-endian. */
+#define RELAY_TLS_HDR	4
+/* Frames n bytes of data as one chunk at out: RELAY_TLS_HDR + n bytes. */
+size_t		 relay_tls_chunk(uint8_t *out, const void *data, size_t n);
 struct relay_tls *relay_tls_new(struct event_base *, int fd, SSL *ssl,
 		    const uint8_t *pre, size_t npre, unsigned idle,
 		    relay_tls_done_cb, void *arg);
