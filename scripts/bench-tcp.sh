@@ -163,15 +163,23 @@ start_direct() {
 
 stop_direct() { :; }
 
-start_sluice() {
-	local conf="$BENCH_TMP/sluice.yaml"
-	cat > "$conf" <<-EOF
+# t_intercept_yaml: the intercept section of every sluice configuration of
+# the suites: its own rules, with the marks and table the suites check.
+t_intercept_yaml() {
+	cat <<-EOF
 	intercept:
 	  backend: iptables
 	  listen: 127.0.0.1:0
 	  mark: $T_MARK
 	  bypass-mark: $T_BYPASS
 	  route-table: $T_TABLE
+	EOF
+}
+
+start_sluice() {
+	local conf="$BENCH_TMP/sluice.yaml"
+	t_intercept_yaml > "$conf"
+	cat >> "$conf" <<-EOF
 	services:
 	  - name: web
 	    intercept: { protocols: [tcp], addresses: [$T_REMOTE], ports: [80] }

@@ -244,6 +244,15 @@ proxy_fds() {
 	echo "$n"
 }
 
+# n_record_rss CONTENDER: records the peak RSS of the proxy's ends, MiB.
+n_record_rss() {
+	local hwm
+	hwm=$(proxy_rss_kib)
+	[ "${hwm:-0}" -gt 0 ] && record rss "$1" "$(awk -v k="$hwm" \
+		'BEGIN { print k / 1024 }')"
+	return 0
+}
+
 # proxy_rss_kib: the peak RSS of both ends, summed.
 proxy_rss_kib() {
 	local p k t=0
@@ -277,14 +286,10 @@ n_sluice_confs() {
 	    host: { address: $T_REMOTE:$N_IPERF_PORT, allow: [gw] }
 	EOF
 	# shellcheck disable=SC2059
-	cat > "$BENCH_TMP/sluice-tproxy.yaml" <<-EOF
-	identity: $(printf "$id" gw gw)
-	intercept:
-	  backend: iptables
-	  listen: 127.0.0.1:0
-	  mark: $T_MARK
-	  bypass-mark: $T_BYPASS
-	  route-table: $T_TABLE
+	printf 'identity: %s\n' "$(printf "$id" gw gw)" \
+		> "$BENCH_TMP/sluice-tproxy.yaml"
+	t_intercept_yaml >> "$BENCH_TMP/sluice-tproxy.yaml"
+	cat >> "$BENCH_TMP/sluice-tproxy.yaml" <<-EOF
 	services:
 	  - name: web
 	    intercept: { protocols: [tcp], addresses: [$T_REMOTE], ports: [$N_WEB_PORT] }
@@ -295,39 +300,53 @@ n_sluice_confs() {
 	EOF
 }
 
-start_sluice() {
-	local hcmd tcmd
-	n_sluice_confs
+# n_sluice_up CONTENDER [tunnel]: with tunnel, sluice host on the host
+# side; sluice tproxy on the client side; their configurations in
+# BENCH_TMP (sluice-host.yaml, sluice-tproxy.yaml). Dies unless both run;
+# their commands go in N_CMDS[CONTENDER].
+n_sluice_up() {
+	local c=$1 hcmd tcmd
 	SL_HLOG="$BENCH_TMP/sluice-host.log"
 	SLUICE_LOG="$BENCH_TMP/sluice.log"
 	: > "$SL_HLOG"
 	: > "$SLUICE_LOG"
-	hcmd=("$SLUICE" -v "$N_SL_V" -c "$BENCH_TMP/sluice-host.yaml" \
-		--state-dir "$BENCH_TMP/state-host" host)
+	SL_HPID=""
+	N_CMDS[$c]=""
+	if [ "${2:-}" = tunnel ]; then
+		hcmd=("$SLUICE" -v "$N_SL_V" -c "$BENCH_TMP/sluice-host.yaml" \
+			--state-dir "$BENCH_TMP/state-host" host)
+		bg_host "${hcmd[@]}" 2>>"$SL_HLOG"
+		SL_HPID=$LAST_PID
+		if ! wait_log "$SL_HLOG" 'host: running' 10; then
+			tail -20 "$SL_HLOG" >&2
+			die "sluice host did not start"
+		fi
+		N_CMDS[$c]="$(n_tmp "        host side:   ${hcmd[*]}")
+$(n_show "$BENCH_TMP/sluice-host.yaml")
+"
+	fi
 	tcmd=("$SLUICE" -v "$N_SL_V" -c "$BENCH_TMP/sluice-tproxy.yaml" \
 		--state-dir "$BENCH_TMP/state" tproxy --no-self-test)
-	bg_host "${hcmd[@]}" 2>>"$SL_HLOG"
-	SL_HPID=$LAST_PID
-	if ! wait_log "$SL_HLOG" 'host: running' 10; then
-		tail -20 "$SL_HLOG" >&2
-		die "sluice host did not start"
-	fi
 	bg_ns "${tcmd[@]}" 2>>"$SLUICE_LOG"
 	SL_TPID=$LAST_PID
 	if ! wait_log "$SLUICE_LOG" 'tproxy: running' 10; then
 		tail -20 "$SLUICE_LOG" >&2
 		die "sluice tproxy did not start"
 	fi
-	PROXY_PIDS="$SL_TPID $SL_HPID" PROXY_PID=$SL_TPID
+	PROXY_PIDS="$SL_TPID${SL_HPID:+ $SL_HPID}" PROXY_PID=$SL_TPID
+	if [ -n "$SL_HPID" ] && [ -z "${N_TLS[$c]:-}" ]; then
+		n_tls_probe "$c" "$T_REMOTE:$N_SL_HOST" sluice/1
+	fi
+	N_CMDS[$c]="${N_CMDS[$c]}$(n_tmp "        client side: ${tcmd[*]}")
+$(n_show "$BENCH_TMP/sluice-tproxy.yaml")"
+}
+
+start_sluice() {
+	n_sluice_confs
+	n_sluice_up sluice tunnel
 	HTTP_URL="http://$T_REMOTE/"
 	IPERF_HOST=$T_REMOTE
 	IPERF_PORT=$N_IPERF_PORT
-	[ -n "${N_TLS[sluice]:-}" ] ||
-		n_tls_probe sluice "$T_REMOTE:$N_SL_HOST" sluice/1
-	N_CMDS[sluice]="$(n_tmp "        host side:   ${hcmd[*]}")
-$(n_show "$BENCH_TMP/sluice-host.yaml")
-$(n_tmp "        client side: ${tcmd[*]}")
-$(n_show "$BENCH_TMP/sluice-tproxy.yaml")"
 }
 
 # n_sluice_after ROUND: with the load over, both dumps, kept for the report
@@ -353,9 +372,13 @@ n_sluice_after() {
 		grep -v ', ready, ' | head -3)"
 }
 
-stop_sluice() {
+# n_sluice_down: stops what n_sluice_up started; dies if interception
+# state stays behind, shows the daemons' complaints.
+n_sluice_down() {
 	stop_pid "$SL_TPID" TERM || note "sluice tproxy did not stop in 10 s"
-	stop_pid "$SL_HPID" TERM || note "sluice host did not stop in 10 s"
+	if [ -n "$SL_HPID" ]; then
+		stop_pid "$SL_HPID" TERM || note "sluice host did not stop in 10 s"
+	fi
 	if nsx iptables-legacy-save -t mangle | grep -q 'NF-INTERCEPT' ||
 	    nsx ip rule | grep -q "^$T_PRIO:"; then
 		note "sluice left rules behind:"
@@ -365,9 +388,14 @@ stop_sluice() {
 	fi
 	grep -E 'warn|error|fatal' "$SLUICE_LOG" | head -5 |
 		sed 's/^/sluice tproxy: /' >&2
-	grep -E 'warn|error|fatal' "$SL_HLOG" | head -5 |
-		sed 's/^/sluice host: /' >&2
+	if [ -n "$SL_HPID" ]; then
+		grep -E 'warn|error|fatal' "$SL_HLOG" | head -5 |
+			sed 's/^/sluice host: /' >&2
+	fi
+	return 0
 }
+
+stop_sluice() { n_sluice_down; }
 
 # n_rules_add PORT [PROTO PORTS]: the rules sluice installs (README "What
 # sluice installs in the kernel"), aimed at a transparent listener on
@@ -425,6 +453,7 @@ stop_ss() {
 	n_rules_del
 	grep -iE 'error|warn' "$N_SS_RLOG" | head -5 | sed 's/^/ss-redir: /' >&2
 	grep -iE 'error|warn' "$N_SS_SLOG" | head -5 | sed 's/^/ss-server: /' >&2
+	return 0
 }
 
 # n_stunnel_conf FILE SIDE: SIDE client (identity gw, accepts plain on
@@ -491,7 +520,7 @@ stop_stunnel() {
 # ---- a turn ----
 
 n_run_contender() {	# n_run_contender NAME ROUND
-	local c=$1 fds0 fds1 tp0 tp1 hwm
+	local c=$1 fds0 fds1 tp0 tp1
 	note "round $2: $c"
 	wait_quiet
 	"start_$c"
@@ -512,9 +541,7 @@ n_run_contender() {	# n_run_contender NAME ROUND
 		[ "${fds1:-0}" -gt $((${fds0:-0} + 130)) ] &&
 			note "$c: $((fds1 - fds0)) more fds after the load than before"
 		[ "$c" = sluice ] && n_sluice_after "$2"
-		hwm=$(proxy_rss_kib)
-		[ "${hwm:-0}" -gt 0 ] && record rss "$c" "$(awk -v k="$hwm" \
-			'BEGIN { print k / 1024 }')"
+		n_record_rss "$c"
 	fi
 	"stop_$c"
 }

@@ -234,15 +234,8 @@ u_sluice_confs() {
 		# shellcheck disable=SC2059
 		[ "$1" = tunnel ] &&
 			printf 'identity: %s\n' "$(printf "$id" gw gw)"
-		cat <<-EOF
-		intercept:
-		  backend: iptables
-		  listen: 127.0.0.1:0
-		  mark: $T_MARK
-		  bypass-mark: $T_BYPASS
-		  route-table: $T_TABLE
-		services:
-		EOF
+		t_intercept_yaml
+		printf 'services:\n'
 		for p in $U_PORTS; do
 			name=$(u_svc "$p")
 			printf '  - name: %s\n' "$name"
@@ -257,40 +250,8 @@ u_svc() { case $1 in "$U_IPERF_PORT") echo iperf ;; *) echo dns ;; esac; }
 
 # u_sluice_start CONTENDER tunnel|direct
 u_sluice_start() {
-	local c=$1 hcmd tcmd
 	u_sluice_confs "$2"
-	SL_HLOG="$BENCH_TMP/sluice-host.log"
-	SLUICE_LOG="$BENCH_TMP/sluice.log"
-	: > "$SL_HLOG"
-	: > "$SLUICE_LOG"
-	SL_HPID=""
-	N_CMDS[$c]=""
-	if [ "$2" = tunnel ]; then
-		hcmd=("$SLUICE" -v "$N_SL_V" -c "$BENCH_TMP/sluice-host.yaml" \
-			--state-dir "$BENCH_TMP/state-host" host)
-		bg_host "${hcmd[@]}" 2>>"$SL_HLOG"
-		SL_HPID=$LAST_PID
-		if ! wait_log "$SL_HLOG" 'host: running' 10; then
-			tail -20 "$SL_HLOG" >&2
-			die "sluice host did not start"
-		fi
-		N_CMDS[$c]="$(n_tmp "        host side:   ${hcmd[*]}")
-$(n_show "$BENCH_TMP/sluice-host.yaml")
-"
-	fi
-	tcmd=("$SLUICE" -v "$N_SL_V" -c "$BENCH_TMP/sluice-tproxy.yaml" \
-		--state-dir "$BENCH_TMP/state" tproxy --no-self-test)
-	bg_ns "${tcmd[@]}" 2>>"$SLUICE_LOG"
-	SL_TPID=$LAST_PID
-	if ! wait_log "$SLUICE_LOG" 'tproxy: running' 10; then
-		tail -20 "$SLUICE_LOG" >&2
-		die "sluice tproxy did not start"
-	fi
-	PROXY_PIDS="$SL_TPID${SL_HPID:+ $SL_HPID}" PROXY_PID=$SL_TPID
-	[ "$2" = tunnel ] && [ -z "${N_TLS[$c]:-}" ] &&
-		n_tls_probe "$c" "$T_REMOTE:$N_SL_HOST" sluice/1
-	N_CMDS[$c]="${N_CMDS[$c]}$(n_tmp "        client side: ${tcmd[*]}")
-$(n_show "$BENCH_TMP/sluice-tproxy.yaml")"
+	n_sluice_up "$1" "$2"
 }
 
 start_sluice() { u_sluice_start sluice direct; }
@@ -308,21 +269,7 @@ u_sluice_stop() {
 	[ -n "$h" ] && t="$t
 $(printf '%s\n' "$h" | sed 's/^/        host:   /')"
 	U_DUMP["$1, round $U_ROUND"]=$t
-	stop_pid "$SL_TPID" TERM || note "sluice tproxy did not stop in 10 s"
-	[ -n "$SL_HPID" ] && { stop_pid "$SL_HPID" TERM ||
-		note "sluice host did not stop in 10 s"; }
-	if nsx iptables-legacy-save -t mangle | grep -q 'NF-INTERCEPT' ||
-	    nsx ip rule | grep -q "^$T_PRIO:"; then
-		note "sluice left rules behind:"
-		nsx iptables-legacy-save -t mangle >&2
-		nsx ip rule >&2
-		die "stale interception state"
-	fi
-	grep -E 'warn|error|fatal' "$SLUICE_LOG" | head -5 |
-		sed 's/^/sluice tproxy: /' >&2
-	[ -n "$SL_HPID" ] && grep -E 'warn|error|fatal' "$SL_HLOG" | head -5 |
-		sed 's/^/sluice host: /' >&2
-	return 0
+	n_sluice_down
 }
 
 stop_sluice() { u_sluice_stop sluice; }
@@ -336,14 +283,7 @@ start_ss() {
         rules: udp $T_REMOTE:${U_PORTS// /,} -> TPROXY 127.0.0.1:$N_SS_REDIR (as sluice's, -p udp)"
 }
 
-stop_ss() {
-	stop_pid "$N_SS_RPID" TERM || note "ss-redir did not stop in 10 s"
-	stop_pid "$N_SS_SPID" TERM || note "ss-server did not stop in 10 s"
-	n_rules_del
-	grep -iE 'error|warn' "$N_SS_RLOG" | head -5 | sed 's/^/ss-redir: /' >&2
-	grep -iE 'error|warn' "$N_SS_SLOG" | head -5 | sed 's/^/ss-server: /' >&2
-	return 0
-}
+# stop_ss: the tunnel suite's.
 
 # ---- measurements ----
 
@@ -455,7 +395,7 @@ u_check() {
 }
 
 u_run_contender() {	# u_run_contender NAME ROUND
-	local c=$1 s p hwm
+	local c=$1 s p
 	U_ROUND=$2
 	note "round $2: $c"
 	wait_quiet
@@ -481,11 +421,7 @@ u_run_contender() {	# u_run_contender NAME ROUND
 			U_FAILED[$c]="${U_FAILED[$c]:-}${U_FAILED[$c]:+; }round $2: a process died, figures suspect"
 		}
 	done
-	if [ -n "$PROXY_PIDS" ]; then
-		hwm=$(proxy_rss_kib)
-		[ "${hwm:-0}" -gt 0 ] && record rss "$c" "$(awk -v k="$hwm" \
-			'BEGIN { print k / 1024 }')"
-	fi
+	[ -n "$PROXY_PIDS" ] && n_record_rss "$c"
 	"stop_$c"
 }
 
