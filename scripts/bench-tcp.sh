@@ -163,6 +163,20 @@ start_direct() {
 
 stop_direct() { :; }
 
+# take_turns RUNNER: RUNNER CONTENDER ROUND for each of T_CONTENDERS in
+# each of BENCH_REPS rounds, the first one changing every round, so that
+# no contender always follows the same one.
+take_turns() {
+	local order n rounds i
+	read -ra order <<<"$T_CONTENDERS"
+	n=${#order[@]}
+	for rounds in $(seq "$BENCH_REPS"); do
+		for i in $(seq 0 $((n - 1))); do
+			"$1" "${order[$(((i + rounds - 1) % n))]}" "$rounds"
+		done
+	done
+}
+
 # t_intercept_yaml: the intercept section of every sluice configuration of
 # the suites: its own rules, with the marks and table the suites check.
 t_intercept_yaml() {
@@ -720,7 +734,7 @@ environment() {
 }
 
 suite_tcp() {
-	local rounds i c n order
+	local c
 	declare -gA HP_NBT
 	for c in $T_CONTENDERS; do
 		declare -F "start_$c" >/dev/null ||
@@ -729,13 +743,7 @@ suite_tcp() {
 	ensure_pkgs socat
 	tcp_network
 	tcp_servers
-	read -ra order <<<"$T_CONTENDERS"
-	n=${#order[@]}
-	for rounds in $(seq "$BENCH_REPS"); do
-		for i in $(seq 0 $((n - 1))); do
-			run_contender "${order[$(((i + rounds - 1) % n))]}" "$rounds"
-		done
-	done
+	take_turns run_contender
 	environment
 	report
 	[ -n "${BENCH_PROFILE:-}" ] && profile

@@ -788,12 +788,7 @@ n_report() {
 		n_target "connections/s" rate 2
 	fi
 	echo
-	for c in $T_CONTENDERS; do
-		[ -n "${N_TLS[$c]:-}" ] && echo "$c: an openssl s_client probe of its far end negotiated ${N_TLS[$c]}"
-	done
-	case " $T_CONTENDERS " in *" ss "*)
-		echo "ss: shadowsocks $N_SS_METHOD (AEAD, no handshake)" ;;
-	esac
+	n_ciphers_said
 	case " $T_CONTENDERS " in *" stunnel "*)
 		echo "stunnel: its defaults otherwise ($(stunnel4 -version 2>&1 |
 			awk '/^(sessionCache|TIMEOUTidle|stack)/ {
@@ -848,12 +843,21 @@ n_environment() {
 	echo "    veth MTU $N_MTU; BENCH_REPS=$BENCH_REPS BENCH_CONTENDERS=\"$T_CONTENDERS\""
 }
 
-suite_tunnel() {
-	local rounds i c n order
+# n_ciphers_said: what each encrypting contender negotiated or uses.
+n_ciphers_said() {
+	local c
 	for c in $T_CONTENDERS; do
-		declare -F "start_$c" >/dev/null ||
-			die "unknown contender '$c' (have: direct sluice ss stunnel)" 64
+		[ -n "${N_TLS[$c]:-}" ] && echo "$c: an openssl s_client probe of its far end negotiated ${N_TLS[$c]}"
 	done
+	case " $T_CONTENDERS " in *" ss "*)
+		echo "ss: shadowsocks $N_SS_METHOD (AEAD, no handshake)" ;;
+	esac
+	return 0
+}
+
+# n_ss_system_note: says so when the shadowsocks-libev package's own
+# ss-server runs (installing it on a machine run by systemd starts one).
+n_ss_system_note() {
 	if command -v systemctl >/dev/null 2>&1 &&
 	    systemctl is-active --quiet shadowsocks-libev 2>/dev/null; then
 		note "the shadowsocks-libev package runs its own ss-server" \
@@ -861,17 +865,19 @@ suite_tunnel() {
 			"use it: \`systemctl disable --now shadowsocks-libev\`" \
 			"if it is not wanted"
 	fi
+}
+
+suite_tunnel() {
+	local c
+	for c in $T_CONTENDERS; do
+		declare -F "start_$c" >/dev/null ||
+			die "unknown contender '$c' (have: direct sluice ss stunnel)" 64
+	done
+	n_ss_system_note
 	n_network
 	n_servers
 	n_pki
-	read -ra order <<<"$T_CONTENDERS"
-	n=${#order[@]}
-	for rounds in $(seq "$BENCH_REPS"); do
-		for i in $(seq 0 $((n - 1))); do
-			n_run_contender "${order[$(((i + rounds - 1) % n))]}" \
-				"$rounds"
-		done
-	done
+	take_turns n_run_contender
 	n_environment
 	n_report
 	[ -n "${BENCH_PROFILE:-}" ] && n_profile

@@ -731,12 +731,7 @@ u_report() {
 		"are encrypted tunnels (TLS over TCP; AEAD per datagram over UDP);" \
 		"sluice relays in the clear, so sluice/ss compares unlike work:" \
 		"sluice-tunnel/ss is the like-for-like ratio."
-	for c in $T_CONTENDERS; do
-		[ -n "${N_TLS[$c]:-}" ] && echo "$c: an openssl s_client probe of its far end negotiated ${N_TLS[$c]}"
-	done
-	case " $T_CONTENDERS " in *" ss "*)
-		echo "ss: shadowsocks $N_SS_METHOD (AEAD, no handshake)" ;;
-	esac
+	n_ciphers_said
 	for c in $T_CONTENDERS; do
 		[ -n "${U_CHECKED[$c]:-}" ] &&
 			echo "$c: path check: ${U_CHECKED[$c]}"
@@ -811,7 +806,7 @@ u_environment() {
 }
 
 suite_udp() {
-	local rounds i c n order
+	local c
 	declare -gA U_DUMP=() U_ERRORS=()
 	for c in $T_CONTENDERS; do
 		case $c in direct | sluice | sluice-tunnel | ss) ;;
@@ -830,24 +825,12 @@ suite_udp() {
 		die "BENCH_UDP_DNS_QPS must be a number" 64 ;;
 	esac
 	u_parse_series
-	if command -v systemctl >/dev/null 2>&1 &&
-	    systemctl is-active --quiet shadowsocks-libev 2>/dev/null; then
-		note "the shadowsocks-libev package runs its own ss-server" \
-			"(systemd unit shadowsocks-libev); this suite does not" \
-			"use it"
-	fi
+	n_ss_system_note
 	n_network
 	u_window_check
 	u_servers
 	case " $T_CONTENDERS " in *" sluice-tunnel "*) n_pki ;; esac
-	read -ra order <<<"$T_CONTENDERS"
-	n=${#order[@]}
-	for rounds in $(seq "$BENCH_REPS"); do
-		for i in $(seq 0 $((n - 1))); do
-			u_run_contender "${order[$(((i + rounds - 1) % n))]}" \
-				"$rounds"
-		done
-	done
+	take_turns u_run_contender
 	u_environment
 	u_report
 	[ -n "${BENCH_PROFILE:-}" ] && u_profile
